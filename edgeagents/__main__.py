@@ -1,0 +1,3 @@
+from edgeagents.cli import main
+
+main()

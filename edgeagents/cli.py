@@ -1,0 +1,264 @@
+"""The `edgeagents` command line (typer + rich)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from edgeagents.scenario import BUILTIN_SCENARIOS, Scenario, ScenarioError, load_scenario
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Latency- and fairness-aware multi-modal inference across a city of edge GPU servers.",
+    pretty_exceptions_enable=False,
+)
+bench_app = typer.Typer(help="Benchmarks on the simulated city.", pretty_exceptions_enable=False)
+scenario_app = typer.Typer(help="Inspect and validate scenarios.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+app.add_typer(scenario_app, name="scenario")
+
+console = Console(width=None if sys.stdout.isatty() else 150)
+err = Console(stderr=True)
+
+ScenarioOpt = Annotated[
+    str,
+    typer.Option(
+        "--scenario",
+        "-s",
+        help=f"Built-in name ({', '.join(BUILTIN_SCENARIOS)}) or a YAML file.",
+    ),
+]
+
+
+def fail(message: str) -> NoReturn:
+    """One clear line on stderr, exit code 2, nothing written."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _scenario(name: str) -> Scenario:
+    try:
+        return load_scenario(name)
+    except ScenarioError as e:
+        fail(str(e))
+
+
+def _check_writable(path: Path | None, what: str) -> None:
+    if path is None:
+        return
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.exists() and path.is_dir():
+        fail(f"{what} {path}: is a directory, expected a file path")
+    if not parent.is_dir():
+        fail(f"{what} {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        fail(f"{what} {path}: directory {parent} is not writable")
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(path)
+
+
+@bench_app.callback(invoke_without_command=True)
+def bench(
+    ctx: typer.Context,
+    scenario: ScenarioOpt = "bristol",
+    policies: Annotated[
+        str | None, typer.Option(help="Comma-separated policies (default: every baseline).")
+    ] = None,
+    duration: Annotated[
+        float | None, typer.Option(min=1.0, help="Arrival horizon in simulated s.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of workload and routing.")] = 0,
+    trace: Annotated[
+        Path | None, typer.Option(help="CSV trace for the text-LLM share (TIMESTAMP,...).")
+    ] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write results here.")] = None,
+    plots: Annotated[Path | None, typer.Option(help="Write PNG plots into this folder.")] = None,
+) -> None:
+    """Run every policy on the same scenario, workload and seed; print and save the figures."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from edgeagents.bench import compare, resolve_policies
+    from edgeagents.workload import generate_workload, load_trace
+
+    sc = _scenario(scenario)
+    try:
+        names = resolve_policies(policies)
+    except KeyError as e:
+        fail(str(e.args[0]))
+    _check_writable(json_path, "--json")
+    if plots is not None and plots.exists() and not plots.is_dir():
+        fail(f"--plots {plots}: exists and is not a directory")
+    horizon = sc.duration_s if duration is None else duration
+    try:
+        if trace is not None:
+            load_trace(trace)
+        workload = generate_workload(sc, duration_s=horizon, seed=seed, trace_path=trace)
+    except ScenarioError as e:
+        fail(str(e))
+
+    with _progress() as progress:
+        tasks = {n: progress.add_task(n, total=horizon) for n in names}
+        report, runs = compare(
+            sc,
+            names,
+            duration_s=horizon,
+            seed=seed,
+            workload=workload,
+            on_progress=lambda n, t: progress.update(tasks[n], completed=t),
+        )
+    print_table(report)
+    if json_path is not None:
+        _write_json(json_path, report.model_dump(mode="json"))
+        console.print(f"wrote {json_path}")
+    if plots is not None:
+        from edgeagents.plots import write_plots
+
+        for p in write_plots(report, runs, plots):
+            console.print(f"wrote {p}")
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description:>18}"),
+        BarColumn(),
+        TextColumn("{task.completed:>6.0f}/{task.total:.0f} sim s"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    )
+
+
+def _f(x: float | None, fmt: str = "{:.2f}") -> str:
+    return "-" if x is None else fmt.format(x)
+
+
+def print_table(report) -> None:
+    """The comparison table: one row per policy, the lower bound last."""
+    t = Table(
+        title=f"{report.scenario} ({report.engine}), seed {report.seed}, "
+        f"{report.duration_s:.0f} s, {report.prompts} prompts",
+        caption="Jain = normalized Jain index over model types of ref_k/mean_k; "
+        "rescaled = (J-1/K)/(1-1/K). ×RR: mean / round-robin's. ×LB: mean / zero-queue bound. "
+        f"Simulator: {report.sim_prompts_per_s:,.0f} prompts/s.",
+    )
+    for col in ("policy", "mean s", "p50 s", "p95 s", "p99 s", "SLO", "Jain", "Jain resc.",
+                "served", "refused", "×RR", "×LB"):  # fmt: skip
+        t.add_column(col, justify="left" if col == "policy" else "right")
+    for r in report.results:
+        t.add_row(
+            r.policy,
+            _f(r.mean_latency_s),
+            _f(r.p50_latency_s),
+            _f(r.p95_latency_s),
+            _f(r.p99_latency_s),
+            f"{r.slo_attainment:.0%}",
+            _f(r.jain, "{:.3f}"),
+            _f(r.jain_rescaled, "{:.3f}"),
+            str(r.served),
+            str(r.refused),
+            _f(r.ratio_to_round_robin),
+            _f(r.lower_bound_ratio),
+        )
+    console.print(t)
+
+
+@bench_app.command("scaling")
+def bench_scaling(
+    scenario: ScenarioOpt = "bristol",
+    sizes: Annotated[str, typer.Option(help="Comma-separated durations, s.")] = "300,900,2700",
+    policy: Annotated[str, typer.Option(help="Policy simulated.")] = "least-loaded",
+    seed: int = 0,
+    json_path: Annotated[Path | None, typer.Option("--json")] = None,
+) -> None:
+    """Simulator speed at three workload sizes: prompts per wall second, µs per prompt."""
+    from edgeagents.bench import resolve_policies, scaling
+
+    sc = _scenario(scenario)
+    try:
+        durations = [float(x) for x in sizes.split(",") if x.strip()]
+    except ValueError:
+        fail(f"--sizes {sizes!r}: expected comma-separated numbers of seconds")
+    if not durations or min(durations) <= 0:
+        fail("--sizes: give at least one positive duration")
+    try:
+        resolve_policies(policy)
+    except KeyError as e:
+        fail(str(e.args[0]))
+    _check_writable(json_path, "--json")
+    points = scaling(sc, durations, policy=policy, seed=seed)
+    t = Table(title=f"Simulator cost vs size ({policy}, one core)")
+    for col in ("duration s", "prompts", "wall s", "prompts/s", "µs/prompt"):
+        t.add_column(col, justify="right")
+    for p in points:
+        t.add_row(f"{p.duration_s:.0f}", str(p.prompts), f"{p.wall_s:.2f}",
+                  f"{p.prompts_per_s:,.0f}", f"{p.us_per_prompt:.1f}")  # fmt: skip
+    console.print(t)
+    if json_path is not None:
+        _write_json(json_path, {"policy": policy, "points": [p.model_dump() for p in points]})
+        console.print(f"wrote {json_path}")
+
+
+@scenario_app.command("show")
+def scenario_show(name: Annotated[str, typer.Argument(help="Built-in name or YAML path.")]) -> None:
+    """Print a scenario's sites, GPUs, models, demand and placement."""
+    sc = _scenario(name)
+    console.print(f"[bold]{sc.name}[/] ({sc.engine}): {sc.description}")
+    t = Table(title="sites")
+    for col in ("site", "GPUs", "cell users", "placement"):
+        t.add_column(col)
+    users = {c.site: c.users for c in sc.cells}
+    for s in sc.sites:
+        gpus = ", ".join(f"{g.count}× {g.type}" for g in s.gpus)
+        t.add_row(s.name, gpus, str(users.get(s.name, 0)), ", ".join(sc.placement.get(s.name, [])))
+    console.print(t)
+    t = Table(title="models and demand")
+    for col in ("model", "kind", "weights GB", "rate /s", "arrivals", "SLO s"):
+        t.add_column(col)
+    demand = {d.model: d for d in sc.workload.demands}
+    for m in sc.models:
+        d = demand.get(m.name)
+        rate = f"{d.arrivals.rate_per_s:g}" if d else "0"
+        arr = (f"trace {d.trace}" if d.trace else d.arrivals.process) if d else "-"
+        t.add_row(m.name, m.kind, f"{m.weights_gb:g}", rate, arr, f"{m.slo_s:g}")
+    console.print(t)
+    console.print(
+        f"{len(sc.links)} backhaul links; tick {sc.control.tick_s:g} s, planning epoch "
+        f"{sc.control.planning_epoch_s:g} s; {len(sc.events)} scheduled events"
+    )
+
+
+@scenario_app.command("validate")
+def scenario_validate(path: Annotated[str, typer.Argument(help="YAML scenario file.")]) -> None:
+    """Check a scenario file; one line and exit 2 if it is not usable."""
+    sc = _scenario(path)
+    console.print(
+        f"ok: {sc.name}: {len(sc.sites)} sites, {len(sc.cells)} cells, {len(sc.links)} links, "
+        f"{len(sc.models)} models"
+    )
+
+
+def main() -> None:
+    """Entry point: never a traceback for bad input."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""Data-plane routing rules: pick a replica for each prompt in microseconds, no LM involved.
+
+Each rule is one small class behind `Router.route`. Candidates are the live replicas of the
+prompt's model that its cell can reach and whose queues are not full (ready ones if any).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import defaultdict
+from typing import TYPE_CHECKING, ClassVar
+
+from edgeagents.policies.registry import Registry
+
+if TYPE_CHECKING:
+    from edgeagents.city import SimulatedCity, _Replica
+
+
+class Router(ABC):
+    """Chooses one of `candidates` for prompt `i`. One instance per episode."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def route(self, i: int, candidates: list[_Replica], city: SimulatedCity) -> _Replica: ...
+
+
+class RandomRouter(Router):
+    name = "random"
+
+    def route(self, i: int, candidates: list[_Replica], city: SimulatedCity) -> _Replica:
+        return candidates[int(city.rng.integers(len(candidates)))]
+
+
+class RoundRobinRouter(Router):
+    """Cycles through a model's replicas in placement order."""
+
+    name = "round-robin"
+
+    def __init__(self) -> None:
+        self._next: defaultdict[int, int] = defaultdict(int)
+
+    def route(self, i: int, candidates: list[_Replica], city: SimulatedCity) -> _Replica:
+        m = city.prompt_model(i)
+        k = self._next[m]
+        self._next[m] = k + 1
+        return candidates[k % len(candidates)]
+
+
+class NearestRouter(Router):
+    """Least backhaul latency from the prompt's cell; ties by replica id."""
+
+    name = "nearest"
+
+    def route(self, i: int, candidates: list[_Replica], city: SimulatedCity) -> _Replica:
+        return min(candidates, key=lambda r: (city.net_in_s(i, r), r.id))
+
+
+class LeastLoadedRouter(Router):
+    """Join the shortest queue: fewest outstanding prompts per batch slot; ties nearest."""
+
+    name = "least-loaded"
+
+    def route(self, i: int, candidates: list[_Replica], city: SimulatedCity) -> _Replica:
+        return min(candidates, key=lambda r: (r.outstanding() / r.max_batch, city.net_in_s(i, r)))
+
+
+class PowerOfTwoRouter(Router):
+    """Two replicas drawn at random; the one with fewer outstanding prompts per batch slot."""
+
+    name = "power-of-two"
+
+    def route(self, i: int, candidates: list[_Replica], city: SimulatedCity) -> _Replica:
+        if len(candidates) == 1:
+            return candidates[0]
+        a, b = city.rng.choice(len(candidates), size=2, replace=False)
+        ra, rb = candidates[int(a)], candidates[int(b)]
+        return ra if ra.outstanding() / ra.max_batch <= rb.outstanding() / rb.max_batch else rb
+
+
+class GreedyRouter(Router):
+    """Minimum predicted end-to-end latency (network, cold start, queue, service)."""
+
+    name = "greedy"
+
+    def route(self, i: int, candidates: list[_Replica], city: SimulatedCity) -> _Replica:
+        return min(candidates, key=lambda r: (city.predict_s(i, r), r.id))
+
+
+class WeightedRouter(Router):
+    """Applies the current `RoutingPolicy`: sample a site by weight, each weight divided by
+    (1 + outstanding / batch) so live queues steer traffic away between control ticks.
+    Models without a route, or whose routed sites have no candidate, fall back to greedy."""
+
+    name = "weighted"
+
+    def __init__(self) -> None:
+        self._greedy = GreedyRouter()
+
+    def route(self, i: int, candidates: list[_Replica], city: SimulatedCity) -> _Replica:
+        model = city.scenario.models[city.prompt_model(i)].name
+        weights = {w.site: w.weight for w in city.routing.routes.get(model, [])}
+        scored = []
+        total = 0.0
+        for r in candidates:
+            w = weights.get(city.scenario.sites[r.site].name, 0.0)
+            if w > 0:
+                w /= 1.0 + r.outstanding() / r.max_batch
+                scored.append((r, w))
+                total += w
+        if total <= 0:
+            return self._greedy.route(i, candidates, city)
+        x = city.rng.random() * total
+        for r, w in scored:
+            x -= w
+            if x <= 0:
+                return r
+        return scored[-1][0]
+
+
+ROUTERS: Registry[Router] = Registry("router")
+for _cls in (
+    RandomRouter, RoundRobinRouter, NearestRouter, LeastLoadedRouter, PowerOfTwoRouter,
+    GreedyRouter, WeightedRouter,
+):  # fmt: skip
+    ROUTERS.register(_cls.name, _cls)
