@@ -90,7 +90,7 @@ class _Replica:
     __slots__ = (
         "alive", "busy_cum", "busy_hist", "gpu", "id", "inbound", "last_t", "max_batch",
         "memory_gb", "model", "queue", "ready_at", "running", "seq", "share", "share_eff",
-        "site", "spec", "stall_until", "svc", "v", "version",
+        "site", "spec", "stall_work", "svc", "v", "version",
     )  # fmt: skip
 
     def __init__(
@@ -114,7 +114,7 @@ class _Replica:
         self.seq = 0
         self.v = 0.0
         self.last_t = 0.0
-        self.stall_until = 0.0
+        self.stall_work = 0.0
         self.version = 0
         self.inbound = 0
         self.busy_cum = 0.0
@@ -127,13 +127,18 @@ class _Replica:
         return self.svc.iter_s(batch) / self.share_eff
 
     def advance_to(self, t: float) -> None:
-        """Move the shared iteration counter to time t."""
-        if self.running:
-            start = self.last_t if self.last_t > self.stall_until else self.stall_until
-            if t > start:
-                self.v += (t - start) / self.iter_eff_s(len(self.running))
-            if t > self.last_t:
-                self.busy_cum += t - self.last_t
+        """Spend the GPU time since the last update: pending setups first (they stall the
+        batch), then the shared iteration counter."""
+        dt = t - self.last_t
+        if dt > 0 and self.running:
+            self.busy_cum += dt
+            work = dt * self.share_eff
+            if self.stall_work > 0:
+                used = work if work < self.stall_work else self.stall_work
+                self.stall_work -= used
+                work -= used
+            if work > 0:
+                self.v += work / self.svc.iter_s(len(self.running))
         self.last_t = t
 
     def ready(self, now: float) -> bool:
@@ -533,7 +538,10 @@ class SimulatedCity:
         job.join_t = now
         if r.ready_at <= now and len(r.running) < r.max_batch and not r.queue:
             r.advance_to(now)
+            was_busy = bool(r.running)
             self._start(r, job)
+            if not was_busy:
+                self._rebalance(r.gpu)
             return self._reschedule(r)
         r.queue.append(job)
         return []
@@ -550,13 +558,17 @@ class SimulatedCity:
         while running and running[0][0] <= r.v + 1e-6:
             _, _, job = heapq.heappop(running)
             self._complete(job, r)
-        return self._fill(r)
+        return self._fill(r, was_busy=True)
 
-    def _fill(self, r: _Replica) -> list:
+    def _fill(self, r: _Replica, *, was_busy: bool | None = None) -> list:
         now = self.engine.now
         r.advance_to(now)
+        if was_busy is None:
+            was_busy = bool(r.running)
         while r.queue and len(r.running) < r.max_batch:
             self._start(r, r.queue.popleft())
+        if was_busy != bool(r.running):
+            self._rebalance(r.gpu)
         return self._reschedule(r)
 
     def _start(self, r: _Replica, job: _Job) -> None:
@@ -564,8 +576,7 @@ class SimulatedCity:
         i = job.i
         job.start_t = now
         job.cold_s = max(0.0, min(r.ready_at, now) - job.join_t)
-        setup = self._setup_h200[i] * r.svc.compute_ratio / r.share_eff
-        r.stall_until = (r.stall_until if r.stall_until > now else now) + setup
+        r.stall_work += self._setup_h200[i] * r.svc.compute_ratio
         r.seq += 1
         heapq.heappush(r.running, (r.v + self._iters[i], r.seq, job))
 
@@ -573,11 +584,9 @@ class SimulatedCity:
         r.version += 1
         if not r.running:
             return []
-        now = self.engine.now
-        start = r.stall_until if r.stall_until > now else now
         left = r.running[0][0] - r.v
-        dt = left * r.iter_eff_s(len(r.running)) if left > 0 else 0.0
-        return [_Completion(start + dt, r, r.version)]
+        work = r.stall_work + (left * r.svc.iter_s(len(r.running)) if left > 0 else 0.0)
+        return [_Completion(self.engine.now + work / r.share_eff, r, r.version)]
 
     def _complete(self, job: _Job, r: _Replica) -> None:
         now = self.engine.now
@@ -737,11 +746,11 @@ class SimulatedCity:
         return follow
 
     def _rebalance(self, gpu: _Gpu) -> None:
-        """Static (MPS-like) compute partition: shares above 1 in total are scaled down."""
-        total = sum(r.share for r in gpu.replicas)
-        scale = 1.0 / total if total > 1.0 else 1.0
+        """Work-conserving weighted sharing: busy replicas split the GPU in proportion to their
+        `compute_share`; a replica alone with work gets the whole GPU."""
+        busy = sum(r.share for r in gpu.replicas if r.running)
         for r in gpu.replicas:
-            new = r.share * scale
+            new = r.share / (busy if r.running else busy + r.share)
             if abs(new - r.share_eff) > _EPS:
                 r.advance_to(self.now)
                 r.share_eff = new
@@ -762,7 +771,7 @@ class SimulatedCity:
             gpu_index=r.gpu.index,
             state="ready" if r.ready_at <= self.now else "loading",
             ready_at_s=r.ready_at,
-            compute_share=r.share_eff,
+            compute_share=r.share,
             max_batch=r.max_batch,
             memory_gb=r.memory_gb,
         )
@@ -779,7 +788,7 @@ class SimulatedCity:
                     type=g.type.name,
                     memory_gb=g.type.memory_gb,
                     free_memory_gb=max(0.0, g.free_memory_gb()),
-                    compute_share_free=max(0.0, 1.0 - sum(r.share_eff for r in g.replicas)),
+                    compute_share_free=max(0.0, 1.0 - sum(r.share for r in g.replicas)),
                 )
                 for g in gpus
             ],
