@@ -2,18 +2,22 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= dev
+EXTRAS ?= agents,dev
+# llama.cpp built for any x86-64 with AVX2, not for this CPU's newest instructions: a native
+# build used AMX here, which this VM advertises but cannot run (Illegal instruction).
+LLAMA_CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON \
+	-DGGML_BMI2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
 .PHONY: demo test lint bench scaling clean
 
 $(BIN)/.installed-$(EXTRAS): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	CMAKE_ARGS="-DLLAVA_BUILD=OFF" $(BIN)/pip install --quiet -e ".[$(EXTRAS)]"
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install --quiet -e ".[$(EXTRAS)]"
 	touch $@
 
 demo: $(BIN)/.installed-$(EXTRAS)
-	$(BIN)/edgeagents bench --json results/bench.json --plots results/plots
+	$(BIN)/edgeagents run --json results/run.json --plots results/plots --log results/decisions.jsonl
 
 test: $(BIN)/.installed-$(EXTRAS)
 	$(BIN)/ruff check .

@@ -65,6 +65,7 @@ def compare(
     workload: Workload | None = None,
     names: Sequence[str] | None = None,
     on_progress: Callable[[str, float], None] | None = None,
+    charge_decision_time: bool = True,
 ) -> tuple[BenchReport, dict[str, EpisodeRun]]:
     """Run each policy on one workload; figures, ratios to round-robin and the lower bound."""
     duration = scenario.duration_s if duration_s is None else duration_s
@@ -82,8 +83,9 @@ def compare(
         name = names[k] if names else _name(policy)
         progress = (lambda t, n=name: on_progress(n, t)) if on_progress else None
         run = run_episode(
-            scenario, workload, policy, seed=seed, duration_s=duration, on_progress=progress
-        )
+            scenario, workload, policy, seed=seed, duration_s=duration, on_progress=progress,
+            charge_decision_time=charge_decision_time,
+        )  # fmt: skip
         run.policy = name
         runs[name] = run
         sim_wall += run.sim_wall_s

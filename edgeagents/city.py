@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter, deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -253,6 +254,8 @@ class SimulatedCity:
         router: The data-plane rule that picks a replica for each prompt.
         seed: Seeds the router's random choices.
         trace: Keep a readable event trace (`event_trace`), for debugging and tests.
+        deployments: Start from these warm replicas (GPU, share and batch as given) instead of
+            the scenario's placement; a what-if copy of a running city uses it.
     """
 
     def __init__(
@@ -263,6 +266,7 @@ class SimulatedCity:
         *,
         seed: int = 0,
         trace: bool = False,
+        deployments: Sequence[Deployment] | None = None,
     ) -> None:
         self.scenario = scenario
         self.workload = workload
@@ -318,11 +322,15 @@ class SimulatedCity:
         self._refused_t: list[float] = []
         self._refused_i: list[int] = []
         self._unfinished = n
-        for site, placed in scenario.placement.items():
-            for model in placed:
-                self._load(
-                    self._site_index[site], self._model_index[model], None, 1.0, None, warm=True
-                )
+        if deployments is None:
+            for site, placed in scenario.placement.items():
+                for model in placed:
+                    si, mi = self._site_index[site], self._model_index[model]
+                    self._load(si, mi, None, 1.0, None, warm=True)
+        else:
+            for d in deployments:
+                si, mi = self._site_index[d.site], self._model_index[d.model]
+                self._load(si, mi, d.gpu_index, d.compute_share, d.max_batch, warm=True)
         if n:
             self.engine.schedule(_Arrival(float(self._arrival[0]), 0))
         for ev in scenario.events:

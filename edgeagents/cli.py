@@ -176,6 +176,127 @@ def print_table(report) -> None:
     console.print(t)
 
 
+@app.command("run")
+def run(
+    scenario: ScenarioOpt = "bristol",
+    llm: Annotated[
+        str | None,
+        typer.Option(help="LM of every agent: local, local:PATH.gguf, openai:MODEL or none."),
+    ] = None,
+    planner_llm: Annotated[
+        str | None, typer.Option(help="Overrides --llm for the planner.")
+    ] = None,
+    scheduler_llm: Annotated[
+        str | None, typer.Option(help="Overrides --llm for the scheduler.")
+    ] = None,
+    deployer_llm: Annotated[
+        str | None, typer.Option(help="Overrides --llm for the deployers.")
+    ] = None,
+    lm_config: Annotated[
+        Path | None, typer.Option(help="YAML with an LMConfig per agent (planner, scheduler, ...).")
+    ] = None,
+    duration: Annotated[
+        float | None, typer.Option(min=1.0, help="Arrival horizon in simulated s.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of workload and routing.")] = 0,
+    trace: Annotated[Path | None, typer.Option(help="CSV trace for the text-LLM share.")] = None,
+    baselines: Annotated[
+        str | None, typer.Option(help="Comma-separated baselines (default: all).")
+    ] = None,
+    with_none: Annotated[
+        bool, typer.Option(help="Also run the agents without their LM (agents-none).")
+    ] = True,
+    charge_decision_time: Annotated[
+        bool, typer.Option(help="A decision takes effect after the wall time it took.")
+    ] = True,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write results here.")] = None,
+    plots: Annotated[Path | None, typer.Option(help="Write PNG plots into this folder.")] = None,
+    log: Annotated[
+        Path | None, typer.Option(help="Rationale log of every agent decision (JSON lines).")
+    ] = None,
+) -> None:
+    """Run the LLM agents on the city beside the baselines, on the same workload and seed."""
+    from edgeagents.bench import resolve_policies
+    from edgeagents.llm import LMConfigError, check_reachable
+    from edgeagents.lmconfig import AGENTS, resolve_lm_config
+    from edgeagents.workload import generate_workload, load_trace
+
+    sc = _scenario(scenario)
+    try:
+        names = resolve_policies(baselines)
+    except KeyError as e:
+        fail(str(e.args[0]))
+    for path, what in ((json_path, "--json"), (log, "--log")):
+        _check_writable(path, what)
+    if plots is not None and plots.exists() and not plots.is_dir():
+        fail(f"--plots {plots}: exists and is not a directory")
+    try:
+        lm = resolve_lm_config(
+            llm=llm,
+            per_agent={"planner": planner_llm, "scheduler": scheduler_llm,
+                       "deployer": deployer_llm},
+            config_path=lm_config,
+        )  # fmt: skip
+        checked: set[str] = set()
+        for agent in AGENTS:
+            cfg = getattr(lm, agent)
+            if cfg.spec not in checked:
+                check_reachable(cfg)
+                checked.add(cfg.spec)
+    except LMConfigError as e:
+        fail(str(e))
+    except ImportError as e:
+        fail(f"the agents need their extra: pip install 'edgeagents[agents]' ({e.name} missing)")
+    horizon = sc.duration_s if duration is None else duration
+    try:
+        if trace is not None:
+            load_trace(trace)
+        workload = generate_workload(sc, duration_s=horizon, seed=seed, trace_path=trace)
+    except ScenarioError as e:
+        fail(str(e))
+
+    from edgeagents.experiment import run_agents, write_decision_log
+
+    uses_lm = any(getattr(lm, a).spec != "none" for a in AGENTS)
+    labels = [*names, "agents"] + (["agents-none"] if with_none and uses_lm else [])
+    with _progress() as progress:
+        tasks = {n: progress.add_task(n, total=horizon) for n in labels}
+        report, runs = run_agents(
+            sc, lm, baselines=names, duration_s=horizon, seed=seed, workload=workload,
+            with_none=with_none, charge_decision_time=charge_decision_time,
+            on_progress=lambda n, t: progress.update(tasks[n], completed=t),
+        )  # fmt: skip
+    print_table(report)
+    print_costs(report)
+    if json_path is not None:
+        _write_json(json_path, report.model_dump(mode="json"))
+        console.print(f"wrote {json_path}")
+    if log is not None:
+        n = write_decision_log(runs, log)
+        console.print(f"wrote {log} ({n} decisions)")
+    if plots is not None:
+        from edgeagents.plots import write_plots
+
+        for p in write_plots(report, runs, plots):
+            console.print(f"wrote {p}")
+
+
+def print_costs(report) -> None:
+    """Cost of deciding: LM calls, tokens, wall time, and which path decided."""
+    t = Table(title="Cost of deciding (wall time per decision includes the tools)")
+    for col in ("policy", "agent", "LM", "decisions", "LM calls", "tokens", "mean s", "max s",
+                "lm", "repaired", "fallback", "tools"):  # fmt: skip
+        t.add_column(col, justify="left" if col in ("policy", "agent", "LM") else "right")
+    for policy, costs in report.costs.items():
+        for c in costs:
+            t.add_row(
+                policy, c.agent, c.llm, str(c.decisions), str(c.lm_calls), str(c.tokens),
+                f"{c.mean_wall_s:.2f}", f"{c.max_wall_s:.2f}",
+                *(f"{c.paths.get(p, 0.0):.0%}" for p in ("lm", "repaired", "fallback", "tools")),
+            )  # fmt: skip
+    console.print(t)
+
+
 @bench_app.command("scaling")
 def bench_scaling(
     scenario: ScenarioOpt = "bristol",

@@ -36,6 +36,17 @@ class EpisodeRun:
     sim_wall_s: float = 0.0
 
 
+def _tick_record(t: float, city: SimulatedCity) -> TickRecord:
+    telemetry = city.observe()
+    lat = [m.mean_latency_s for m in telemetry.models if m.mean_latency_s is not None]
+    return TickRecord(
+        time_s=t,
+        replicas={m.model: m.replicas for m in telemetry.models},
+        window_mean_latency_s=float(np.mean(lat)) if lat else None,
+        queue_len=sum(m.queue_len for m in telemetry.models),
+    )
+
+
 def run_episode(
     scenario: Scenario,
     workload: Workload,
@@ -78,29 +89,19 @@ def run_episode(
     t = tick
     while t <= deadline + 1e-9:
         city.advance(t)
-        telemetry = city.observe()
         t0 = time.perf_counter()
-        decision = controller.decide(telemetry, scenario)
-        decide_wall += time.perf_counter() - t0
-        wall = sum(r.wall_s for r in decision.records)
-        if charge_decision_time and wall > 0:
-            city.advance(min(t + wall, t + tick))
-        run.reports.append(city.apply(decision))
-        run.decisions.append(decision)
-        lat = [m.mean_latency_s for m in telemetry.models if m.mean_latency_s is not None]
-        run.ticks.append(
-            TickRecord(
-                time_s=t,
-                replicas={m.model: m.replicas for m in telemetry.models},
-                window_mean_latency_s=float(np.mean(lat)) if lat else None,
-                queue_len=sum(m.queue_len for m in telemetry.models),
-            )
+        decision, report = controller.step(
+            city, scenario, charge_decision_time=charge_decision_time
         )
+        decide_wall += time.perf_counter() - t0
+        run.reports.append(report)
+        run.decisions.append(decision)
+        run.ticks.append(_tick_record(t, city))
         if on_progress is not None:
             on_progress(min(t, horizon))
         if t >= horizon and city.unfinished == 0:
             break
-        t += tick
+        t = max(t + tick, city.now)
     run.outcomes = city.finish()
     run.wall_s = time.perf_counter() - start
     run.sim_wall_s = run.wall_s - decide_wall

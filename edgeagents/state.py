@@ -7,7 +7,7 @@ plain slotted classes instead; they convert to these models at the edges.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -20,9 +20,10 @@ EngineRegime = Literal["hf-eager", "optimized"]
 """`hf-eager`: plain transformers code (decode launch-bound, ~60 ms a step on an H200).
 `optimized`: a vLLM-class engine (decode near weights/bandwidth, CUDA graphs)."""
 
-DecisionPath = Literal["lm", "repaired", "fallback", "baseline"]
+DecisionPath = Literal["lm", "repaired", "fallback", "tools", "baseline"]
 """Who produced a decision: the LM as answered, the LM after repair, the deterministic
-fallback, or a baseline policy (no LM at all)."""
+fallback (LM disabled, failed or timed out), the tools alone (one feasible option, nothing for
+an LM to choose), or a baseline policy."""
 
 ReplicaState = Literal["loading", "ready"]
 
@@ -132,7 +133,8 @@ class ModelSpec(_Frozen):
 
 
 class Prompt(_Frozen):
-    """Metadata of one user prompt. The text itself never travels in this model."""
+    """One user prompt: metadata, and the text only as an excluded field, so no dump, log or
+    agent context built from prompts can carry it."""
 
     id: int = Field(ge=0, description="Unique within a workload.")
     model: str = Field(description="Model asked for.")
@@ -144,6 +146,12 @@ class Prompt(_Frozen):
     audio_s: float = Field(default=0.0, ge=0, description="Seconds of audio (speech-to-text).")
     resolution_px: int = Field(default=0, ge=0, description="Side of a generated image, px.")
     steps: int = Field(default=0, ge=0, description="Denoising steps (text-to-image).")
+    text: str | None = Field(
+        default=None,
+        exclude=True,
+        repr=False,
+        description="The user's text: served, never serialized, never in an agent's context.",
+    )
 
 
 class Deployment(_Frozen):
@@ -245,6 +253,13 @@ class DeploymentAction(_Frozen):
     max_batch: int | None = Field(default=None, ge=1, description="None: the model's default.")
 
 
+class Forecast(_Frozen):
+    """Expected demand: prompts/s per model and the share of prompts from each cell."""
+
+    rates_per_s: dict[str, float] = Field(description="Model -> prompts/s.")
+    cell_weights: dict[str, float] = Field(description="Cell -> share of prompts (sums to 1).")
+
+
 class Plan(_Frozen):
     """The planner's long-term intent: placement, per-model priorities, demand split."""
 
@@ -257,6 +272,12 @@ class Plan(_Frozen):
     site_share: dict[str, dict[str, float]] = Field(
         default_factory=dict, description="Model -> site -> share of demand."
     )
+    actions: list[DeploymentAction] = Field(
+        default_factory=list, description="The moves that reach the placement, for deployers."
+    )
+    epoch: int = Field(default=0, ge=0, description="Planning epoch that made it.")
+    predicted_mean_latency_s: float | None = None
+    predicted_jain: float | None = None
     notes: str = ""
 
 
@@ -318,3 +339,34 @@ class PromptOutcome(_Frozen):
         if (self.latency_s is None) == (self.refused is None):
             raise ValueError("an outcome is either served (latency_s) or refused (reason)")
         return self
+
+
+# ---- the control graph's state ------------------------------------------------------------------
+
+
+def merge_by_key(current: dict | None, update: dict | None) -> dict:
+    """Reducer for fields several nodes write in one step (one key each: a site, an agent).
+    `None` clears the field: the observe node starts each control cycle with it."""
+    if update is None:
+        return {}
+    return {**(current or {}), **update}
+
+
+class ControlState(TypedDict, total=False):
+    """The LangGraph state of one control cycle (observe -> planner -> deployers -> scheduler
+    -> apply). Fields written by parallel deployers, or by every agent, have reducers."""
+
+    time_s: float
+    cycle: int
+    started_wall_s: float
+    telemetry: Telemetry
+    forecast: Forecast
+    run_planner: bool
+    plan: Plan
+    pending: Annotated[dict[str, list[DeploymentAction]], merge_by_key]
+    actions: Annotated[dict[str, list[DeploymentAction]], merge_by_key]
+    routing: RoutingPolicy
+    records: Annotated[dict[str, AgentRecord], merge_by_key]
+    decision: Decision
+    report: ApplyReport
+    site: str

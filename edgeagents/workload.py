@@ -104,6 +104,8 @@ class Workload:
     audio_s: np.ndarray
     resolution_px: np.ndarray
     steps: np.ndarray
+    texts: tuple[str, ...] | None = None
+    """The users' prompt texts, when a workload carries them (served, never shown to agents)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "model_names", tuple(self.model_names))
@@ -111,6 +113,8 @@ class Workload:
         for name, dtype in _COLUMNS.items():
             object.__setattr__(self, name, _frozen_column(getattr(self, name), dtype, name))
         lengths = {name: len(getattr(self, name)) for name in _COLUMNS}
+        if self.texts is not None:
+            lengths["texts"] = len(self.texts)
         if len(set(lengths.values())) > 1:
             raise ValueError(f"workload columns differ in length: {lengths}")
 
@@ -130,6 +134,7 @@ class Workload:
             audio_s=float(self.audio_s[i]),
             resolution_px=int(self.resolution_px[i]),
             steps=int(self.steps[i]),
+            text=None if self.texts is None else self.texts[i],
         )
 
     def counts_by_model(self) -> dict[str, int]:
@@ -543,3 +548,49 @@ def _neighbours(scenario: Scenario) -> tuple[np.ndarray, np.ndarray]:
     for i, n in enumerate(lists):
         table[i, : len(n)] = n
     return table, degree
+
+
+def typical_prompt(scenario: Scenario, model: str) -> Prompt:
+    """A prompt of mean sizes for `model` under the scenario's demand (trace means for trace
+    demands); the agents' tools price models and GPUs with it."""
+    spec = scenario.model(model)
+    demand = next((d for d in scenario.workload.demands if d.model == model), None)
+    sizes = demand.sizes if demand is not None else PromptSizes()
+    kind = spec.kind
+    cell = scenario.cells[0].name
+    if kind == "speech-to-text":
+        out = sizes.output_tokens_mean or sizes.audio_s_mean * _STT_TOKENS_PER_AUDIO_S
+        return Prompt(
+            id=0,
+            model=model,
+            cell=cell,
+            arrival_s=0.0,
+            audio_s=sizes.audio_s_mean,
+            output_tokens=round(out),
+        )
+    mean_in, mean_out = _DEFAULT_TOKENS[kind]
+    mean_in = sizes.input_tokens_mean or mean_in
+    mean_out = sizes.output_tokens_mean or mean_out
+    if demand is not None and demand.trace is not None and kind in ("llm", "vlm"):
+        trace = load_trace(demand.trace)
+        mean_in = float(trace.input_tokens.mean())
+        mean_out = float(trace.output_tokens.mean())
+    if kind == "text-to-image":
+        return Prompt(
+            id=0,
+            model=model,
+            cell=cell,
+            arrival_s=0.0,
+            input_tokens=round(mean_in),
+            resolution_px=sizes.resolution_px,
+            steps=sizes.steps,
+        )
+    return Prompt(
+        id=0,
+        model=model,
+        cell=cell,
+        arrival_s=0.0,
+        input_tokens=round(mean_in),
+        output_tokens=round(mean_out),
+        images=sizes.images if kind == "vlm" else 0,
+    )

@@ -1,4 +1,10 @@
 """LangGraph assembly of the agents (planner, scheduler, per-site deployers).
 
-Depends on `edgeagents` (and `memory`); never the other way round.
+`create_control_graph` builds the StateGraph of one control cycle; `AgentsController` runs it
+as a controller of the episode driver. Depends on `edgeagents`; never the other way round.
 """
+
+from graphs.control import create_control_graph, default_env
+from graphs.controller import AgentsController
+
+__all__ = ["AgentsController", "create_control_graph", "default_env"]

@@ -3,24 +3,41 @@
 from __future__ import annotations
 
 import math
-from abc import ABC, abstractmethod
+from abc import ABC
 from collections import defaultdict
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from edgeagents.env import Environment
 from edgeagents.policies.registry import Registry
 from edgeagents.scenario import Scenario
-from edgeagents.state import AgentRecord, Decision, DeploymentAction, Telemetry
+from edgeagents.state import AgentRecord, ApplyReport, Decision, DeploymentAction, Telemetry
 
 
 class Controller(ABC):
-    """Decides at each control tick. One instance per episode (it may keep history)."""
+    """Decides at each control tick. One instance per episode (it may keep history).
+
+    Baselines implement `decide` (telemetry in, decision out); `step` observes, decides and
+    applies. Controllers that drive the environment themselves (the agents' graph) override
+    `step` instead.
+    """
 
     name: ClassVar[str]
 
-    @abstractmethod
-    def decide(self, telemetry: Telemetry, scenario: Scenario) -> Decision: ...
+    def decide(self, telemetry: Telemetry, scenario: Scenario) -> Decision:
+        raise NotImplementedError(f"{type(self).__name__} implements neither decide nor step")
+
+    def step(
+        self, env: Environment, scenario: Scenario, *, charge_decision_time: bool = True
+    ) -> tuple[Decision, ApplyReport]:
+        """One control cycle on `env`: observe, decide, apply (after the decision's wall time
+        when charged)."""
+        decision = self.decide(env.observe(), scenario)
+        wall = sum(r.wall_s for r in decision.records)
+        if charge_decision_time and wall > 0:
+            env.advance(env.now + wall)
+        return decision, env.apply(decision)
 
 
 class StaticController(Controller):

@@ -88,34 +88,35 @@ class GreedyRouter(Router):
 
 
 class WeightedRouter(Router):
-    """Applies the current `RoutingPolicy`: sample a site by weight, each weight divided by
-    (1 + outstanding / batch) so live queues steer traffic away between control ticks.
-    Models without a route, or whose routed sites have no candidate, fall back to greedy."""
+    """Applies the scheduler's `RoutingPolicy`: among the model's candidate sites with a
+    positive weight, the replica with the least predicted latency, scaled by
+    `(w_max / w) ** strength`, so weights steer between control ticks while live queues and
+    cold starts still count for every prompt. Sites the policy does not list (a replica loaded
+    since) count at full weight; a model without a route is routed greedily."""
 
     name = "weighted"
-
-    def __init__(self) -> None:
-        self._greedy = GreedyRouter()
+    strength: ClassVar[float] = 0.5
 
     def route(self, i: int, candidates: list[_Replica], city: SimulatedCity) -> _Replica:
         model = city.scenario.models[city.prompt_model(i)].name
-        weights = {w.site: w.weight for w in city.routing.routes.get(model, [])}
-        scored = []
-        total = 0.0
+        routes = city.routing.routes.get(model)
+        if not routes:
+            return min(candidates, key=lambda r: (city.predict_s(i, r), r.id))
+        weights = {w.site: w.weight for w in routes}
+        top = max(weights.values())
+        sites = city.scenario.sites
+        best: _Replica | None = None
+        best_score = float("inf")
         for r in candidates:
-            w = weights.get(city.scenario.sites[r.site].name, 0.0)
-            if w > 0:
-                w /= 1.0 + r.outstanding() / r.max_batch
-                scored.append((r, w))
-                total += w
-        if total <= 0:
-            return self._greedy.route(i, candidates, city)
-        x = city.rng.random() * total
-        for r, w in scored:
-            x -= w
-            if x <= 0:
-                return r
-        return scored[-1][0]
+            w = weights.get(sites[r.site].name, top)
+            if w <= 0:
+                continue
+            score = city.predict_s(i, r) * (top / w) ** self.strength
+            if score < best_score:
+                best, best_score = r, score
+        if best is None:
+            return min(candidates, key=lambda r: (city.predict_s(i, r), r.id))
+        return best
 
 
 ROUTERS: Registry[Router] = Registry("router")

@@ -1,0 +1,129 @@
+"""What every agent step shares: show the menu, ask the LM, repair or fall back, record.
+
+An agent step is: (1) tools compute facts and a ranked menu of feasible options; (2) a compact
+prompt shows them (metadata and telemetry only, never a user's prompt text); (3) the LM answers
+in a pydantic schema; (4) the agent's repair function makes the answer feasible; (5) when the
+LM is disabled, fails or times out, the fallback takes the menu's first option. The record says
+which of these produced the decision.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from edgeagents.state import AgentRecord, DecisionPath
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+    from langchain_core.runnables import RunnableConfig
+
+    from edgeagents.scenario import Scenario
+
+T = TypeVar("T")
+A = TypeVar("A", bound="Choice")
+
+RATIONALE_CHARS = 100
+NO_CONFIG: RunnableConfig = {}
+"""Default `config` of a node called directly, outside a graph (never mutated)."""
+
+
+class Choice(BaseModel):
+    """The minimal answer: which menu option, and why in a sentence."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    choice: int = Field(description="Index of the chosen option in the menu (0 = first).")
+    rationale: str = Field(default="", max_length=RATIONALE_CHARS, description="A few words: why.")
+
+
+@dataclass(slots=True)
+class Repaired(Generic[T]):
+    """A repaired answer: the value to use, whether anything was changed, and what."""
+
+    value: T
+    changed: bool
+    note: str = ""
+
+
+LMCall = Callable[..., tuple[BaseModel | None, Any]]
+
+
+def default_lm_call() -> LMCall:
+    from edgeagents.llm import structured_call
+
+    return structured_call
+
+
+def run_step(
+    *,
+    agent: str,
+    model: BaseChatModel | None,
+    system: str,
+    user: str,
+    schema: type[A],
+    menu_size: int,
+    repair: Callable[[A], Repaired[T]],
+    fallback: Callable[[], T],
+    timeout_s: float,
+    lm_call: LMCall | None = None,
+) -> tuple[T, AgentRecord]:
+    """One agent decision with its record. Never raises for the LM's sake."""
+    t0 = time.perf_counter()
+    if menu_size <= 1:
+        return fallback(), AgentRecord(
+            agent=agent, path="tools", rationale="one feasible option; no LM call",
+            wall_s=time.perf_counter() - t0,
+        )  # fmt: skip
+    if model is None:
+        return fallback(), AgentRecord(
+            agent=agent, path="fallback", rationale="LM disabled (--llm none): first option",
+            wall_s=time.perf_counter() - t0,
+        )  # fmt: skip
+    call = lm_call or default_lm_call()
+    answer, stats = call(model, schema, [("system", system), ("user", user)], timeout_s=timeout_s)
+    tokens = (getattr(stats, "prompt_tokens", 0) or 0) + (
+        getattr(stats, "completion_tokens", 0) or 0
+    )
+    if answer is None:
+        error = getattr(stats, "error", None) or "no answer"
+        return fallback(), AgentRecord(
+            agent=agent, path="fallback", rationale=f"LM failed ({error}): first option",
+            wall_s=time.perf_counter() - t0, lm_calls=1, tokens=tokens,
+        )  # fmt: skip
+    try:
+        fixed = repair(answer)  # type: ignore[arg-type]
+    except Exception as e:  # a repair bug must not stop the city; say so in the record
+        return fallback(), AgentRecord(
+            agent=agent, path="fallback",
+            rationale=f"answer not repairable ({type(e).__name__}: {e}): first option",
+            wall_s=time.perf_counter() - t0, lm_calls=1, tokens=tokens,
+        )  # fmt: skip
+    path: DecisionPath = "repaired" if fixed.changed else "lm"
+    why = getattr(answer, "rationale", "") or ""
+    note = f" [repaired: {fixed.note}]" if fixed.changed and fixed.note else ""
+    return fixed.value, AgentRecord(
+        agent=agent, path=path, rationale=(why[:RATIONALE_CHARS] + note).strip(),
+        wall_s=time.perf_counter() - t0, lm_calls=1, tokens=tokens,
+    )  # fmt: skip
+
+
+def clamp_choice(choice: int, menu_size: int) -> tuple[int, bool]:
+    """A menu index the LM may have got wrong: out of range goes to the first option."""
+    if 0 <= choice < menu_size:
+        return choice, False
+    return 0, True
+
+
+def scenario_from_config(config: RunnableConfig | None) -> Scenario:
+    """The scenario a node runs on, when its factory was not given one."""
+    try:
+        return config["configurable"]["scenario"]  # type: ignore[index]
+    except (KeyError, TypeError) as e:
+        raise ValueError(
+            "no scenario: pass scenario= to the factory or config['configurable']['scenario']"
+        ) from e

@@ -1,0 +1,154 @@
+"""The main job: the agents and the baselines on one scenario, workload and seed."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from edgeagents.bench import BenchReport, compare
+from edgeagents.driver import EpisodeRun
+from edgeagents.lmconfig import AGENTS, AgentsLMConfig
+from edgeagents.policies import ROUTERS
+from edgeagents.scenario import Scenario
+from edgeagents.workload import Workload
+
+
+class AgentCost(BaseModel):
+    """What deciding cost one agent over an episode."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    agent: str
+    llm: str
+    decisions: int
+    lm_calls: int
+    tokens: int
+    mean_wall_s: float = Field(description="Mean wall time of one decision, tools included.")
+    max_wall_s: float
+    paths: dict[str, float] = Field(description="Share of decisions per path.")
+
+
+def agent_costs(run: EpisodeRun, specs: dict[str, str]) -> list[AgentCost]:
+    by_agent: dict[str, list] = defaultdict(list)
+    for d in run.decisions:
+        for rec in d.records:
+            by_agent[rec.agent.split(":")[0]].append(rec)
+    out = []
+    for agent in AGENTS:
+        recs = by_agent.get(agent, [])
+        if not recs:
+            continue
+        paths = Counter(r.path for r in recs)
+        out.append(
+            AgentCost(
+                agent=agent,
+                llm=specs.get(agent, "none"),
+                decisions=len(recs),
+                lm_calls=sum(r.lm_calls for r in recs),
+                tokens=sum(r.tokens for r in recs),
+                mean_wall_s=sum(r.wall_s for r in recs) / len(recs),
+                max_wall_s=max(r.wall_s for r in recs),
+                paths={p: n / len(recs) for p, n in sorted(paths.items())},
+            )
+        )
+    return out
+
+
+class RunReport(BenchReport):
+    """What `edgeagents run` writes: the bench report, plus what deciding cost."""
+
+    llm: dict[str, str]
+    costs: dict[str, list[AgentCost]] = Field(description="Policy name -> cost per agent.")
+    charge_decision_time: bool
+
+
+def run_agents(
+    scenario: Scenario,
+    lm_config: AgentsLMConfig,
+    *,
+    baselines: Sequence[str],
+    duration_s: float | None = None,
+    seed: int = 0,
+    workload: Workload | None = None,
+    with_none: bool = True,
+    charge_decision_time: bool = True,
+    on_progress: Callable[[str, float], None] | None = None,
+) -> tuple[RunReport, dict[str, EpisodeRun]]:
+    """Baselines, then the agents (named `agents`), then, if the agents use an LM, the same
+    agents without it (`agents-none`), all on one workload and seed."""
+    from edgeagents.llm import create_chat_model
+    from graphs.controller import AgentsController
+
+    specs = lm_config.specs()
+    models = {a: create_chat_model(getattr(lm_config, a)) for a in AGENTS}
+
+    def agents(use_lm: bool) -> tuple[Any, AgentsController]:
+        m = models if use_lm else dict.fromkeys(AGENTS)
+        return ROUTERS.create("weighted"), AgentsController(
+            None,
+            planner_model=m["planner"],
+            scheduler_model=m["scheduler"],
+            deployer_model=m["deployer"],
+            lm_timeouts_s={a: getattr(lm_config, a).timeout_s for a in AGENTS},
+        )
+
+    policies: list[Any] = list(baselines)
+    names = list(baselines)
+    policies.append(agents(True))
+    names.append("agents")
+    uses_lm = any(s != "none" for s in specs.values())
+    if with_none and uses_lm:
+        policies.append(agents(False))
+        names.append("agents-none")
+    report, runs = compare(
+        scenario, policies, names=names, duration_s=duration_s, seed=seed, workload=workload,
+        on_progress=on_progress, charge_decision_time=charge_decision_time,
+    )  # fmt: skip
+    costs = {"agents": agent_costs(runs["agents"], specs)}
+    if "agents-none" in runs:
+        costs["agents-none"] = agent_costs(runs["agents-none"], dict.fromkeys(AGENTS, "none"))
+    run_report = RunReport(
+        **report.model_dump(),
+        llm=specs,
+        costs=costs,
+        charge_decision_time=charge_decision_time,
+    )
+    return run_report, runs
+
+
+def write_decision_log(runs: dict[str, EpisodeRun], path: Path) -> int:
+    """One JSON line per agent decision of the agents' runs: when, who, path, why, what."""
+    n = 0
+    with path.open("w") as f:
+        for policy, run in runs.items():
+            if not policy.startswith("agents"):
+                continue
+            for decision, report in zip(run.decisions, run.reports, strict=True):
+                for rec in decision.records:
+                    line = {
+                        "policy": policy,
+                        "time_s": round(decision.time_s, 3),
+                        **rec.model_dump(mode="json"),
+                    }
+                    if rec.agent == "scheduler" and decision.routing is not None:
+                        line["routing"] = decision.routing.model_dump(mode="json")["routes"]
+                    if rec.agent.startswith("deployer:"):
+                        site = rec.agent.split(":", 1)[1]
+                        line["actions"] = [
+                            a.model_dump(mode="json", exclude_defaults=True)
+                            for a in decision.actions if a.site == site
+                        ]  # fmt: skip
+                        line["refused"] = [
+                            r.reason for r in report.refused if r.action.site == site
+                        ]
+                    if rec.agent == "planner" and decision.plan is not None:
+                        line["plan"] = decision.plan.notes
+                        line["predicted_mean_latency_s"] = decision.plan.predicted_mean_latency_s
+                    f.write(json.dumps(line) + "\n")
+                    n += 1
+    return n

@@ -1,0 +1,161 @@
+"""The scheduler: the routing policy the data plane applies, every control tick."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from edgeagents.agent import (
+    NO_CONFIG,
+    Choice,
+    LMCall,
+    Repaired,
+    clamp_choice,
+    run_step,
+    scenario_from_config,
+)
+from edgeagents.scenario import Scenario
+from edgeagents.state import ControlState, RoutingPolicy, SiteWeight, Telemetry
+from edgeagents.tools import RoutingCandidate, model_facts, rank_routing
+from edgeagents.twin import WhatIf, forecast_demand
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+    from langchain_core.runnables import RunnableConfig
+
+SCHEDULER_PROMPT = (
+    "Scheduler of a city of edge GPU sites. Choose the routing option with the lowest "
+    "predicted mean latency; a Jain index near 1 is fairer. Reply in JSON."
+)
+HARM_TOLERANCE = 0.02
+
+
+class RouteOverride(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    model: str
+    site: str
+    weight: float = Field(description="0 avoids the site; 1 is the most preferred.")
+
+
+class SchedulerAnswer(Choice):
+    weights: list[RouteOverride] = Field(
+        default_factory=list, max_length=4, description="Site weights overriding the option's."
+    )
+
+
+def create_scheduler(
+    model: BaseChatModel | None,
+    *,
+    scenario: Scenario | None = None,
+    prompt: str | None = None,
+    name: str = "scheduler",
+    horizon_s: float = 60.0,
+    timeout_s: float = 10.0,
+    lm_call: LMCall | None = None,
+) -> Callable[..., dict[str, Any]]:
+    """A LangGraph node that sets the `RoutingPolicy` from live telemetry.
+
+    Args:
+        model: The chat model, or None for tools and fallback only.
+        scenario: The city; if None, read from `config["configurable"]["scenario"]`.
+        prompt: System prompt replacing the default.
+        name: The node's name and the agent name in decision records.
+        horizon_s: How far ahead the twin simulates each routing option.
+        timeout_s: Limit of one LM call; past it the fallback decides.
+        lm_call: Replaces `edgeagents.llm.structured_call` (tests).
+    """
+    system = prompt or SCHEDULER_PROMPT
+
+    def scheduler(state: ControlState, config: RunnableConfig = NO_CONFIG) -> dict[str, Any]:
+        started = time.perf_counter()
+        sc = scenario or scenario_from_config(config)
+        telemetry = state["telemetry"]
+        forecast = state.get("forecast") or forecast_demand(telemetry)
+        whatif = WhatIf(sc, forecast, telemetry, horizon_s=horizon_s, seed=state.get("cycle", 0))
+        menu = rank_routing(whatif, telemetry, sc)
+        facts = model_facts(telemetry, whatif.references)
+
+        def repair(answer: SchedulerAnswer) -> Repaired[RoutingPolicy]:
+            return repair_scheduler_answer(answer, menu, telemetry, whatif)
+
+        routing, record = run_step(
+            agent=name, model=model, system=system,
+            user=render_scheduler_prompt(facts, menu), schema=SchedulerAnswer,
+            menu_size=len(menu), repair=repair, fallback=lambda: menu[0].routing,
+            timeout_s=timeout_s, lm_call=lm_call,
+        )  # fmt: skip
+        record = record.model_copy(update={"wall_s": time.perf_counter() - started})
+        return {"routing": routing, "records": {name: record}}
+
+    scheduler.__name__ = name
+    return scheduler
+
+
+def render_scheduler_prompt(facts: list, menu: list[RoutingCandidate]) -> str:
+    lines = ["Model: demand/s, replicas, queue, slowdown"]
+    for f in facts:
+        slow = "-" if f.slowdown is None else f"{f.slowdown:.2f}"
+        lines.append(f"{f.model} {f.demand_per_s:.2f} {f.replicas} {f.queue_len} {slow}")
+    lines.append("Options: predicted mean s, Jain")
+    lines += [
+        f"{k} {c.name} {c.prediction.mean_latency_s:.2f} {c.prediction.jain:.3f}"
+        for k, c in enumerate(menu)
+    ]
+    return "\n".join(lines)
+
+
+def repair_scheduler_answer(
+    answer: SchedulerAnswer,
+    menu: list[RoutingCandidate],
+    telemetry: Telemetry,
+    whatif: WhatIf,
+) -> Repaired[RoutingPolicy]:
+    """Clamp the choice; keep only weight overrides for known models at sites that host them,
+    finite and non-negative, not zero everywhere; drop them if the twin predicts harm."""
+    notes = []
+    k, bad = clamp_choice(answer.choice, len(menu))
+    if bad:
+        notes.append(f"choice {answer.choice} out of range")
+    chosen = menu[k]
+    hosts: dict[str, set[str]] = {}
+    for r in telemetry.replicas:
+        hosts.setdefault(r.deployment.model, set()).add(r.deployment.site)
+    routes = dict(chosen.routing.routes)
+    overridden = False
+    wanted: dict[str, dict[str, float]] = {}
+    for o in answer.weights:
+        wanted.setdefault(o.model, {})[o.site] = o.weight
+    for m, by_site in wanted.items():
+        if m not in hosts:
+            notes.append(f"unknown model {m!r}")
+            continue
+        clean: dict[str, float] = {}
+        for site, w in by_site.items():
+            if site not in hosts[m]:
+                notes.append(f"{m} has no replica at {site!r}")
+            elif not math.isfinite(w) or w < 0:
+                notes.append(f"weight {w} of {m}@{site} set to 0")
+                clean[site] = 0.0
+            else:
+                clean[site] = float(w)
+        if not clean:
+            continue
+        merged = {w.site: w.weight for w in routes.get(m, [])} | clean
+        if max(merged.values(), default=0.0) <= 0:
+            notes.append(f"weights of {m} all zero: ignored")
+            continue
+        routes[m] = [SiteWeight(site=s, weight=w) for s, w in sorted(merged.items())]
+        overridden = True
+    routing = RoutingPolicy(routes=routes)
+    if overridden:
+        current = [r.deployment for r in telemetry.replicas]
+        pred = whatif.evaluate(current, router="weighted", routing=routing)
+        if pred.score() > chosen.prediction.score() * (1 + HARM_TOLERANCE):
+            notes.append(f"weights predicted worse ({pred.mean_latency_s:.2f} s)")
+            routing = chosen.routing
+    return Repaired(value=routing, changed=bool(notes), note="; ".join(notes))

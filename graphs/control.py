@@ -1,0 +1,205 @@
+"""The control graph: observe -> planner (at epoch boundaries) -> deployers (one per site, in
+parallel through `Send`) -> scheduler -> apply. One invocation is one control cycle."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, get_type_hints
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import Send
+
+from edgeagents.agent import LMCall
+from edgeagents.deployer import create_deployer
+from edgeagents.env import Environment
+from edgeagents.planner import create_planner
+from edgeagents.scenario import Scenario, load_scenario
+from edgeagents.scheduler import create_scheduler
+from edgeagents.state import ControlState, Decision
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+
+REQUIRED_FIELDS = ("telemetry", "plan", "pending", "actions", "routing", "records", "site")
+
+EnvFactory = Callable[[Scenario], Environment]
+
+
+def default_env(scenario: Scenario) -> Environment:
+    """A fresh simulated city on the scenario, one control tick in (what Studio runs)."""
+    from edgeagents.city import SimulatedCity
+    from edgeagents.policies import ROUTERS
+    from edgeagents.workload import generate_workload
+
+    workload = generate_workload(scenario, duration_s=scenario.duration_s, seed=0)
+    city = SimulatedCity(scenario, workload, ROUTERS.create("weighted"))
+    city.advance(scenario.control.tick_s)
+    return city
+
+
+class EnvResolver:
+    """Finds the environment of a run: `config["configurable"]["env"]`, or one made by the
+    factory and kept per thread (so observe and apply of a cycle see the same city)."""
+
+    def __init__(self, scenario: Scenario | None, factory: EnvFactory) -> None:
+        self._scenario = scenario
+        self._factory = factory
+        self._made: dict[str, Environment] = {}
+
+    def scenario(self, config: dict | None) -> Scenario:
+        configurable = (config or {}).get("configurable", {})
+        sc = configurable.get("scenario") or self._scenario
+        if sc is None:
+            sc = self._scenario = load_scenario("bristol")
+        return sc
+
+    def env(self, config: dict | None) -> Environment:
+        configurable = (config or {}).get("configurable", {})
+        if configurable.get("env") is not None:
+            return configurable["env"]
+        thread = str(configurable.get("thread_id", "default"))
+        if thread not in self._made:
+            self._made[thread] = self._factory(self.scenario(config))
+        return self._made[thread]
+
+
+def create_control_graph(
+    model: BaseChatModel | None,
+    *,
+    planner_model: BaseChatModel | None = None,
+    scheduler_model: BaseChatModel | None = None,
+    deployer_model: BaseChatModel | None = None,
+    scenario: Scenario | None = None,
+    env_factory: EnvFactory = default_env,
+    state_schema: type = ControlState,
+    lm_call: LMCall | None = None,
+    planner_kwargs: dict[str, Any] | None = None,
+    scheduler_kwargs: dict[str, Any] | None = None,
+    lm_timeouts_s: dict[str, float] | None = None,
+) -> StateGraph:
+    """Build (uncompiled) the graph of one control cycle; compile it with the checkpointer and
+    store of your choice.
+
+    Args:
+        model: Chat model for every agent (None: tools and fallback only, the `none` ablation).
+        planner_model: Overrides `model` for the planner (it may be a larger one).
+        scheduler_model: Overrides `model` for the scheduler.
+        deployer_model: Overrides `model` for the deployers.
+        scenario: The city; None reads `config["configurable"]["scenario"]`, else `bristol`.
+        env_factory: Makes an environment when the run's config carries none.
+        state_schema: The state TypedDict; must have ControlState's fields and reducers.
+        lm_call: Replaces `edgeagents.llm.structured_call` (tests).
+        planner_kwargs: Extra keyword arguments of `create_planner`.
+        scheduler_kwargs: Extra keyword arguments of `create_scheduler`.
+        lm_timeouts_s: LM call limit per agent ("planner", "scheduler", "deployer").
+    """
+    _check_state_schema(state_schema)
+    resolver = EnvResolver(scenario, env_factory)
+
+    def with_scenario(node: Callable[..., dict]) -> Callable[..., dict]:
+        def run(state: ControlState, config: RunnableConfig) -> dict:
+            cfg = dict(config or {})
+            cfg["configurable"] = {
+                **cfg.get("configurable", {}),
+                "scenario": resolver.scenario(config),
+            }
+            return node(state, cfg)
+
+        run.__name__ = node.__name__
+        return run
+
+    def observe(state: ControlState, config: RunnableConfig) -> dict:
+        env = resolver.env(config)
+        sc = resolver.scenario(config)
+        telemetry = env.observe()
+        epoch = int(telemetry.time_s // sc.control.planning_epoch_s)
+        plan = state.get("plan")
+        return {
+            "time_s": telemetry.time_s,
+            "cycle": state.get("cycle", 0) + 1,
+            "started_wall_s": time.time(),
+            "telemetry": telemetry,
+            "run_planner": plan is None or plan.epoch < epoch,
+            "actions": None,
+            "records": None,
+        }
+
+    def fan_out(state: ControlState) -> list[Send]:
+        return [
+            Send("deployer", {**state, "site": s.site}) for s in state["telemetry"].sites if s.up
+        ] or [Send("scheduler", state)]
+
+    def after_observe(state: ControlState) -> list[Send] | str:
+        return "planner" if state["run_planner"] else fan_out(state)
+
+    def apply(state: ControlState, config: RunnableConfig) -> dict:
+        env = resolver.env(config)
+        configurable = (config or {}).get("configurable", {})
+        by_site = state.get("actions") or {}
+        actions = [a for site in sorted(by_site) for a in by_site[site]]
+        decision = Decision(
+            time_s=env.now,
+            routing=state.get("routing"),
+            actions=actions,
+            plan=state.get("plan") if state.get("run_planner") else None,
+            records=list((state.get("records") or {}).values()),
+        )
+        if configurable.get("charge_decision_time", True):
+            wall = time.time() - state.get("started_wall_s", time.time())
+            env.advance(env.now + max(0.0, wall))
+        report = env.apply(decision)
+        return {"decision": decision.model_copy(update={"time_s": env.now}), "report": report}
+
+    timeouts = lm_timeouts_s or {}
+    kw_planner = {k: v for k, v in (("timeout_s", timeouts.get("planner")),) if v is not None}
+    kw_planner |= planner_kwargs or {}
+    kw_scheduler = {k: v for k, v in (("timeout_s", timeouts.get("scheduler")),) if v is not None}
+    kw_scheduler |= scheduler_kwargs or {}
+    kw_deployer = {k: v for k, v in (("timeout_s", timeouts.get("deployer")),) if v is not None}
+    graph = StateGraph(state_schema)
+    graph.add_node("observe", observe)
+    graph.add_node(
+        "planner",
+        with_scenario(create_planner(planner_model or model, lm_call=lm_call, **kw_planner)),
+    )
+    graph.add_node(
+        "deployer",
+        with_scenario(create_deployer(deployer_model or model, lm_call=lm_call, **kw_deployer)),
+    )
+    graph.add_node(
+        "scheduler",
+        with_scenario(create_scheduler(scheduler_model or model, lm_call=lm_call, **kw_scheduler)),
+    )
+    graph.add_node("apply", apply)
+    graph.add_edge(START, "observe")
+    graph.add_conditional_edges("observe", after_observe, ["planner", "deployer", "scheduler"])
+    graph.add_conditional_edges("planner", fan_out, ["deployer", "scheduler"])
+    graph.add_edge("deployer", "scheduler")
+    graph.add_edge("scheduler", "apply")
+    graph.add_edge("apply", END)
+    return graph
+
+
+def _check_state_schema(schema: type) -> None:
+    """A user's state schema must carry the fields the nodes write, with the same reducers."""
+    try:
+        hints = get_type_hints(schema, include_extras=True)
+    except Exception as e:
+        raise TypeError(f"state_schema {schema!r} is not a TypedDict with resolvable hints") from e
+    ours = get_type_hints(ControlState, include_extras=True)
+    missing = [f for f in REQUIRED_FIELDS if f not in hints]
+    if missing:
+        raise TypeError(
+            f"state_schema {schema.__name__} lacks {', '.join(missing)}: subclass "
+            "edgeagents.state.ControlState to add your own fields"
+        )
+    for field in ("pending", "actions", "records"):
+        if getattr(hints[field], "__metadata__", None) != getattr(
+            ours[field], "__metadata__", None
+        ):
+            raise TypeError(
+                f"state_schema {schema.__name__}.{field} needs the reducer of ControlState "
+                "(edgeagents.state.merge_by_key): parallel deployers write it"
+            )

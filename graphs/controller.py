@@ -1,0 +1,64 @@
+"""The agents' graph as a controller of the episode driver, beside the baselines."""
+
+from __future__ import annotations
+
+import itertools
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from edgeagents.env import Environment
+from edgeagents.policies import Controller
+from edgeagents.scenario import Scenario
+from edgeagents.state import ApplyReport, Decision
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+
+_threads = itertools.count()
+
+CARRIED = ("cycle", "plan", "forecast", "pending", "routing")
+"""What one cycle hands the next when no checkpointer keeps the thread's state."""
+
+
+class AgentsController(Controller):
+    """Runs one invocation of the compiled control graph per tick on the driver's city.
+
+    Args:
+        model: Chat model of every agent, or None (tools and fallback only).
+        checkpointer: A LangGraph checkpointer (e.g. SqliteSaver) so a run can resume; the
+            thread id names the run.
+        thread_id: Names the run in the checkpointer; default a fresh one per controller.
+        graph_kwargs: Passed to `create_control_graph`.
+    """
+
+    name: ClassVar[str] = "agents"
+
+    def __init__(
+        self,
+        model: BaseChatModel | None,
+        *,
+        checkpointer: Any = None,
+        thread_id: str | None = None,
+        **graph_kwargs: Any,
+    ) -> None:
+        from graphs.control import create_control_graph
+
+        self.graph = create_control_graph(model, **graph_kwargs).compile(checkpointer=checkpointer)
+        self.thread_id = thread_id or f"agents-{next(_threads)}"
+        self._checkpointed = checkpointer is not None
+        self._carry: dict[str, Any] = {}
+
+    def step(
+        self, env: Environment, scenario: Scenario, *, charge_decision_time: bool = True
+    ) -> tuple[Decision, ApplyReport]:
+        config = {
+            "configurable": {
+                "env": env,
+                "scenario": scenario,
+                "charge_decision_time": charge_decision_time,
+                "thread_id": self.thread_id,
+            },
+            "recursion_limit": 50,
+        }
+        state = self.graph.invoke({} if self._checkpointed else self._carry, config=config)
+        self._carry = {k: state[k] for k in CARRIED if k in state}
+        return state["decision"], state["report"]

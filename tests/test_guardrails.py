@@ -1,0 +1,162 @@
+"""Guardrails: over a thousand generated bad LM answers, every one is repaired or falls back,
+and the decision that reaches the city is feasible (nothing refused, weights sane)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+pytest.importorskip("langgraph", reason="needs the `agents` extra")
+
+from conftest import tiny_scenario
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scripted import ScriptedChatModel
+
+from edgeagents.agent import run_step
+from edgeagents.city import SimulatedCity
+from edgeagents.deployer import DeployerAnswer, ModelBatch, repair_deployer_answer
+from edgeagents.planner import ModelPriority, PlannerAnswer, SiteModel, repair_planner_answer
+from edgeagents.policies import ROUTERS
+from edgeagents.scheduler import RouteOverride, SchedulerAnswer, repair_scheduler_answer
+from edgeagents.state import Decision
+from edgeagents.tools import deployer_menu, rank_routing, search_plans
+from edgeagents.twin import WhatIf, forecast_demand
+from edgeagents.workload import generate_workload
+
+SC = tiny_scenario(
+    placement={"a": ["llm"], "c": ["llm"]},
+    control={"tick_s": 5, "planning_epoch_s": 20},
+    duration_s=60,
+    workload={"demands": [{"model": "llm", "arrivals": {"rate_per_s": 30.0}}]},
+)
+WORKLOAD = generate_workload(SC, seed=2)
+
+
+def fresh_city() -> SimulatedCity:
+    city = SimulatedCity(SC, WORKLOAD, ROUTERS.create("weighted"))
+    city.advance(20.0)
+    return city
+
+
+CITY = fresh_city()
+TELEMETRY = CITY.observe()
+WHATIF = WhatIf(SC, forecast_demand(TELEMETRY), TELEMETRY, horizon_s=30)
+PLANS = search_plans(WHATIF, TELEMETRY, SC, budget_s=2)
+ROUTES = rank_routing(WHATIF, TELEMETRY, SC)
+assert len(ROUTES) > 1, "the guardrail menus need a real choice"
+MENUS = {s: deployer_menu(s, TELEMETRY, SC, None, []) for s in SC.site_names}
+
+names = st.sampled_from([*SC.site_names, *SC.model_names, "", "site-3", "gpt-9", "llm "])
+numbers = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(min_value=-(10**9), max_value=10**9).map(float),
+)
+choices = st.integers(min_value=-(10**6), max_value=10**6)
+rationales = st.text(max_size=100)
+EXAMPLES = 400
+
+
+def assert_feasible(decision: Decision) -> None:
+    city = fresh_city()
+    report = city.apply(decision)
+    assert report.refused == [], [r.reason for r in report.refused]
+    if decision.routing is not None:
+        for model, weights in decision.routing.routes.items():
+            assert model in SC.model_names
+            assert all(math.isfinite(w.weight) and w.weight >= 0 for w in weights)
+            assert any(w.weight > 0 for w in weights)
+            assert {w.site for w in weights} <= set(SC.site_names)
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    choice=choices,
+    loads=st.lists(st.builds(SiteModel, site=names, model=names), max_size=2),
+    priorities=st.lists(st.builds(ModelPriority, model=names, priority=numbers), max_size=4),
+    rationale=rationales,
+)
+def test_bad_planner_answers_become_feasible_plans(choice, loads, priorities, rationale):
+    answer = PlannerAnswer(
+        choice=choice, extra_loads=loads, priorities=priorities, rationale=rationale
+    )
+    fixed = repair_planner_answer(answer, PLANS, TELEMETRY, SC, WHATIF)
+    plan, prio = fixed.value
+    assert plan in PLANS or plan.name.endswith("+ LM loads")
+    assert all(0.25 <= p <= 4.0 and math.isfinite(p) for p in prio.values())
+    assert set(prio) <= set(SC.model_names)
+    assert_feasible(Decision(time_s=TELEMETRY.time_s, actions=plan.actions))
+    if not 0 <= choice < len(PLANS):
+        assert fixed.changed
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    choice=choices,
+    weights=st.lists(st.builds(RouteOverride, model=names, site=names, weight=numbers), max_size=4),
+    rationale=rationales,
+)
+def test_bad_scheduler_answers_become_sane_routing(choice, weights, rationale):
+    answer = SchedulerAnswer(choice=choice, weights=weights, rationale=rationale)
+    fixed = repair_scheduler_answer(answer, ROUTES, TELEMETRY, WHATIF)
+    assert_feasible(Decision(time_s=TELEMETRY.time_s, routing=fixed.value))
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    site=st.sampled_from(SC.site_names),
+    choice=choices,
+    batches=st.lists(
+        st.builds(ModelBatch, model=names, batch=st.integers(-(10**6), 10**6)), max_size=2
+    ),
+    rationale=rationales,
+)
+def test_bad_deployer_answers_become_feasible_actions(site, choice, batches, rationale):
+    answer = DeployerAnswer(choice=choice, max_batch=batches, rationale=rationale)
+    fixed = repair_deployer_answer(answer, MENUS[site], site, TELEMETRY, SC)
+    assert all(a.site == site for a in fixed.value.actions)
+    for a in fixed.value.actions:
+        if a.max_batch is not None:
+            assert a.max_batch >= SC.model(a.model).max_batch // 2
+    assert_feasible(Decision(time_s=TELEMETRY.time_s, actions=fixed.value.actions))
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+@given(raw=st.one_of(st.text(max_size=300), st.binary(max_size=100).map(repr),
+                     st.just(""), st.just("{}"), st.just('{"choice": "zero"}')))  # fmt: skip
+def test_malformed_text_falls_back_and_never_raises(raw):
+    model = ScriptedChatModel(replies=[raw])
+    value, record = run_step(
+        agent="scheduler", model=model, system="s", user="u", schema=SchedulerAnswer,
+        menu_size=len(ROUTES),
+        repair=lambda a: repair_scheduler_answer(a, ROUTES, TELEMETRY, WHATIF),
+        fallback=lambda: ROUTES[0].routing, timeout_s=5,
+    )  # fmt: skip
+    assert record.path in ("fallback", "lm", "repaired")
+    assert_feasible(Decision(time_s=TELEMETRY.time_s, routing=value))
+
+
+def test_a_hanging_lm_times_out_to_the_fallback():
+    model = ScriptedChatModel(replies=['{"choice": 1}'], sleep_s=3)
+    value, record = run_step(
+        agent="scheduler", model=model, system="s", user="u", schema=SchedulerAnswer,
+        menu_size=len(ROUTES), repair=lambda a: repair_scheduler_answer(a, ROUTES, TELEMETRY,
+        WHATIF), fallback=lambda: ROUTES[0].routing, timeout_s=0.3,
+    )  # fmt: skip
+    assert record.path == "fallback" and "timeout" in record.rationale
+    assert record.wall_s < 1.0
+    assert value == ROUTES[0].routing
+
+
+def test_an_lm_that_raises_falls_back():
+    class Broken(ScriptedChatModel):
+        def _generate(self, *a, **k):
+            raise ConnectionError("endpoint unreachable")
+
+    value, record = run_step(
+        agent="planner", model=Broken(), system="s", user="u", schema=PlannerAnswer,
+        menu_size=2, repair=lambda a: None, fallback=lambda: "first", timeout_s=2,
+    )  # fmt: skip
+    assert value == "first" and record.path == "fallback"
+    assert "unreachable" in record.rationale
