@@ -71,7 +71,9 @@ def create_deployer(
         site = state["site"]
         telemetry = state["telemetry"]
         pending = (state.get("pending") or {}).get(site, [])
-        menu = deployer_menu(site, telemetry, sc, state.get("plan"), pending)
+        menu = deployer_menu(
+            site, telemetry, sc, state.get("plan"), pending, retune=state.get("run_planner", True)
+        )
 
         def repair(answer: DeployerAnswer) -> Repaired[ActionSet]:
             return repair_deployer_answer(answer, menu, site, telemetry, sc)

@@ -352,9 +352,12 @@ def _distinct(menu: list[RoutingCandidate]) -> list[RoutingCandidate]:
 # ---- deployment at one site -----------------------------------------------------------------
 
 
-def share_actions(site: str, telemetry: Telemetry, plan: Plan | None) -> list[DeploymentAction]:
+def share_actions(
+    site: str, telemetry: Telemetry, plan: Plan | None, skip_gpus: set[int] | None = None
+) -> list[DeploymentAction]:
     """Compute shares for co-located replicas at `site`, in proportion to their model's demand
-    times its fairness priority; only where the share would move by more than 0.1."""
+    times its fairness priority; only where the share would move by more than 0.1, and not on
+    GPUs that planned moves are about to change."""
     demand = {m.model: m.arrivals_per_s for m in telemetry.models}
     priority = plan.priorities if plan is not None else {}
     by_gpu: dict[int, list[Deployment]] = defaultdict(list)
@@ -363,7 +366,7 @@ def share_actions(site: str, telemetry: Telemetry, plan: Plan | None) -> list[De
             by_gpu[r.deployment.gpu_index].append(r.deployment)
     actions = []
     for gpu, reps in sorted(by_gpu.items()):
-        if len(reps) < 2:
+        if len(reps) < 2 or gpu in (skip_gpus or set()):
             continue
         want = {d.model: demand.get(d.model, 0.0) * priority.get(d.model, 1.0) + 1e-3 for d in reps}
         total = sum(want.values())
@@ -403,11 +406,15 @@ def deployer_menu(
     scenario: Scenario,
     plan: Plan | None,
     pending: Sequence[DeploymentAction],
+    *,
+    retune: bool = True,
 ) -> list[ActionSet]:
     """What the deployer of `site` may do now, best first. Empty sets are dropped, so a menu
-    of one entry means there is nothing to decide."""
+    of one entry means there is nothing to decide. Compute shares are retuned only when asked
+    (the graph asks when a new plan arrives), so demand noise does not churn them."""
     recover = recovery_actions(site, telemetry, scenario)
-    shares = [] if pending or recover else share_actions(site, telemetry, plan)
+    touched = {a.gpu_index for a in pending if a.gpu_index is not None}
+    shares = share_actions(site, telemetry, plan, touched) if retune and not recover else []
     full = ActionSet(
         name="plan+shares+recovery",
         actions=[*pending, *recover, *shares],
