@@ -557,17 +557,10 @@ def typical_prompt(scenario: Scenario, model: str) -> Prompt:
     demand = next((d for d in scenario.workload.demands if d.model == model), None)
     sizes = demand.sizes if demand is not None else PromptSizes()
     kind = spec.kind
-    cell = scenario.cells[0].name
+    base = {"id": 0, "model": model, "cell": scenario.cells[0].name, "arrival_s": 0.0}
     if kind == "speech-to-text":
         out = sizes.output_tokens_mean or sizes.audio_s_mean * _STT_TOKENS_PER_AUDIO_S
-        return Prompt(
-            id=0,
-            model=model,
-            cell=cell,
-            arrival_s=0.0,
-            audio_s=sizes.audio_s_mean,
-            output_tokens=round(out),
-        )
+        return Prompt(**base, audio_s=sizes.audio_s_mean, output_tokens=round(out))
     mean_in, mean_out = _DEFAULT_TOKENS[kind]
     mean_in = sizes.input_tokens_mean or mean_in
     mean_out = sizes.output_tokens_mean or mean_out
@@ -577,20 +570,8 @@ def typical_prompt(scenario: Scenario, model: str) -> Prompt:
         mean_out = float(trace.output_tokens.mean())
     if kind == "text-to-image":
         return Prompt(
-            id=0,
-            model=model,
-            cell=cell,
-            arrival_s=0.0,
-            input_tokens=round(mean_in),
-            resolution_px=sizes.resolution_px,
+            **base, input_tokens=round(mean_in), resolution_px=sizes.resolution_px,
             steps=sizes.steps,
-        )
-    return Prompt(
-        id=0,
-        model=model,
-        cell=cell,
-        arrival_s=0.0,
-        input_tokens=round(mean_in),
-        output_tokens=round(mean_out),
-        images=sizes.images if kind == "vlm" else 0,
-    )
+        )  # fmt: skip
+    images = sizes.images if kind == "vlm" else 0
+    return Prompt(**base, input_tokens=round(mean_in), output_tokens=round(mean_out), images=images)
