@@ -17,6 +17,7 @@ $(BIN)/.installed-$(EXTRAS): pyproject.toml
 	touch $@
 
 demo: $(BIN)/.installed-$(EXTRAS)
+	mkdir -p results
 	$(BIN)/edgeagents run --json results/run.json --plots results/plots --log results/decisions.jsonl
 
 test: $(BIN)/.installed-$(EXTRAS)
@@ -25,6 +26,7 @@ test: $(BIN)/.installed-$(EXTRAS)
 	$(BIN)/python -m pytest
 
 scaling: $(BIN)/.installed-$(EXTRAS)
+	mkdir -p results
 	$(BIN)/edgeagents bench scaling --json results/scaling.json
 
 clean:
