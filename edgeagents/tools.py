@@ -321,9 +321,14 @@ def routing_strategies(telemetry: Telemetry, scenario: Scenario) -> dict[str, Ro
 
 
 def rank_routing(
-    whatif: WhatIf, telemetry: Telemetry, scenario: Scenario, router: str = "weighted"
+    whatif: WhatIf,
+    telemetry: Telemetry,
+    scenario: Scenario,
+    router: str = "weighted",
+    *,
+    tolerance: float = 0.02,
 ) -> list[RoutingCandidate]:
-    """Each routing strategy run through the twin; best first."""
+    """Each routing strategy run through the twin; best first; near-ties merged."""
     current = [r.deployment for r in telemetry.replicas]
     out = [
         RoutingCandidate(
@@ -333,18 +338,16 @@ def rank_routing(
         )
         for name, policy in routing_strategies(telemetry, scenario).items()
     ]
-    return _distinct(sorted(out, key=lambda c: c.prediction.score()))
+    return _distinct(sorted(out, key=lambda c: c.prediction.score()), tolerance)
 
 
-def _distinct(menu: list[RoutingCandidate]) -> list[RoutingCandidate]:
-    """Options the twin cannot tell apart (same prompts, same latencies) are one option."""
-    seen: set[tuple[float, float, int]] = set()
-    out = []
+def _distinct(menu: list[RoutingCandidate], tolerance: float = 0.02) -> list[RoutingCandidate]:
+    """Options the twin cannot tell apart are one option: a score within `tolerance` of one
+    already kept is below what a one-minute forecast workload resolves."""
+    out: list[RoutingCandidate] = []
     for c in menu:
-        key = (round(c.prediction.mean_latency_s, 9), round(c.prediction.jain, 9),
-               c.prediction.refused)  # fmt: skip
-        if key not in seen:
-            seen.add(key)
+        score = c.prediction.score()
+        if all(abs(score - k.prediction.score()) > tolerance * k.prediction.score() for k in out):
             out.append(c)
     return out
 

@@ -128,8 +128,9 @@ def _answer(choice: object) -> str:
 def test_decision_path_follows_the_answer(reply, path):
     model = ScriptedChatModel(replies=[reply])
     _, _, run = episode(model)
-    paths = {r.path for d in run.decisions for r in d.records if r.agent == "scheduler"}
-    assert paths == {path}
+    asked = [r for d in run.decisions for r in d.records if r.agent == "scheduler"]
+    assert {r.path for r in asked if r.path != "tools"} == {path}
+    assert sum(r.path != "tools" for r in asked) >= 3, "the scheduler had real choices"
     assert model.seen, "the scheduler asked the LM"
 
 
@@ -148,8 +149,9 @@ def test_charged_decision_time_delays_the_decision():
     _, _, charged = episode(slow, scenario=sc)
     _, _, free = episode(slow, scenario=sc, charge=False)
     assert all(d.time_s == pytest.approx(5.0 * (k + 1)) for k, d in enumerate(free.decisions))
-    lags = [d.time_s - 5.0 * (k + 1) for k, d in enumerate(charged.decisions)]
-    assert min(lags) >= 0.2
+    for k, d in enumerate(charged.decisions):
+        if sum(r.lm_calls for r in d.records):
+            assert d.time_s - 5.0 * (k + 1) >= 0.2, "took effect after the LM's 0.2 s"
 
 
 def test_user_state_schema_is_checked_at_build_time():
