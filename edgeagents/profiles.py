@@ -62,9 +62,16 @@ def _load(name: str) -> dict[str, Any]:
     return json.loads(text)
 
 
+@cache
 def eager_profiles() -> dict[str, Any]:
-    """The HF-eager profile of every measured architecture (H200, bf16)."""
-    return _load("h200-hf-eager.json")["models"]
+    """The HF-eager profile of every measured architecture (H200, bf16), with the long-prompt
+    prefill points of `h200-prefill-long.json` added where the shipped file has none."""
+    models = json.loads(json.dumps(_load("h200-hf-eager.json")["models"]))
+    for name, extra in _load("h200-prefill-long.json")["models"].items():
+        rows = models[name]["prefill"]
+        have = {(r["batch"], r["input_tokens"]) for r in rows}
+        rows += [r for r in extra["prefill"] if (r["batch"], r["input_tokens"]) not in have]
+    return models
 
 
 def cudagraph_profiles() -> dict[str, Any]:
