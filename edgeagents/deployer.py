@@ -17,6 +17,7 @@ from edgeagents.agent import (
     run_step,
     scenario_from_config,
 )
+from edgeagents.lmconfig import DEFAULT_TIMEOUT_S
 from edgeagents.scenario import Scenario
 from edgeagents.state import ControlState, DeploymentAction, Telemetry
 from edgeagents.tools import ActionSet, deployer_menu
@@ -50,7 +51,7 @@ def create_deployer(
     scenario: Scenario | None = None,
     prompt: str | None = None,
     name: str = "deployer",
-    timeout_s: float = 10.0,
+    timeout_s: float = DEFAULT_TIMEOUT_S["deployer"],
     lm_call: LMCall | None = None,
 ) -> Callable[..., dict[str, Any]]:
     """A LangGraph node for the site named in `state["site"]` (sent by the graph's fan-out).

@@ -18,6 +18,7 @@ from edgeagents.agent import (
     run_step,
     scenario_from_config,
 )
+from edgeagents.lmconfig import DEFAULT_TIMEOUT_S
 from edgeagents.scenario import Scenario
 from edgeagents.state import ControlState, DeploymentAction, Plan, Telemetry
 from edgeagents.tools import Layout, ModelFact, PlanCandidate, model_facts, search_plans
@@ -66,7 +67,7 @@ def create_planner(
     name: str = "planner",
     horizon_s: float = 120.0,
     search_budget_s: float = 6.0,
-    timeout_s: float = 20.0,
+    timeout_s: float = DEFAULT_TIMEOUT_S["planner"],
     lm_call: LMCall | None = None,
 ) -> Callable[..., dict[str, Any]]:
     """A LangGraph node that makes a `Plan` from telemetry, the demand forecast and the twin.

@@ -18,6 +18,7 @@ from edgeagents.agent import (
     run_step,
     scenario_from_config,
 )
+from edgeagents.lmconfig import DEFAULT_TIMEOUT_S
 from edgeagents.scenario import Scenario
 from edgeagents.state import ControlState, RoutingPolicy, SiteWeight, Telemetry
 from edgeagents.tools import RoutingCandidate, model_facts, rank_routing
@@ -55,7 +56,7 @@ def create_scheduler(
     prompt: str | None = None,
     name: str = "scheduler",
     horizon_s: float = 60.0,
-    timeout_s: float = 10.0,
+    timeout_s: float = DEFAULT_TIMEOUT_S["scheduler"],
     lm_call: LMCall | None = None,
 ) -> Callable[..., dict[str, Any]]:
     """A LangGraph node that sets the `RoutingPolicy` from live telemetry.
