@@ -216,7 +216,11 @@ def run(
     json_path: Annotated[Path | None, typer.Option("--json", help="Write results here.")] = None,
     plots: Annotated[Path | None, typer.Option(help="Write PNG plots into this folder.")] = None,
     log: Annotated[
-        Path | None, typer.Option(help="Rationale log of every agent decision (JSON lines).")
+        Path | None,
+        typer.Option(
+            help="Rationale log of every agent decision (JSON lines); default beside --json "
+            "as NAME.decisions.jsonl."
+        ),
     ] = None,
 ) -> None:
     """Run the LLM agents on the city beside the baselines, on the same workload and seed."""
@@ -230,6 +234,8 @@ def run(
         names = resolve_policies(baselines)
     except KeyError as e:
         fail(str(e.args[0]))
+    if log is None and json_path is not None:
+        log = json_path.with_name(f"{json_path.stem}.decisions.jsonl")
     for path, what in ((json_path, "--json"), (log, "--log")):
         _check_writable(path, what)
     if plots is not None and plots.exists() and not plots.is_dir():

@@ -56,6 +56,7 @@ def test_run_without_lm_writes_results_log_and_plots(tmp_path):
         assert sum(c["paths"].values()) == pytest.approx(1.0)
         assert set(c["paths"]) <= {"fallback", "tools"}
     lines = [json.loads(x) for x in log.read_text().splitlines()]
+    assert not (tmp_path / "run.decisions.jsonl").exists(), "an explicit --log wins"
     assert {x["agent"].split(":")[0] for x in lines} == {"planner", "scheduler", "deployer"}
     assert all(x["policy"] == "agents" for x in lines)
     assert len(list(plots.iterdir())) == 3
@@ -72,6 +73,7 @@ def test_a_short_episode_with_the_real_local_lm(tmp_path):
     assert names == ["round-robin", "agents", "agents-none", "lower-bound"]
     agents = {c["agent"]: c for c in data["costs"]["agents"]}
     assert sum(c["lm_calls"] for c in agents.values()) > 0
+    assert (tmp_path / "run.decisions.jsonl").read_text(), "the rationale log lands beside --json"
     assert agents["scheduler"]["tokens"] > 0 or agents["scheduler"]["paths"].get("tools")
     served = {r["policy"]: r["served"] + r["refused"] for r in data["results"]}
     assert len(set(served.values())) == 1, "every policy saw the same prompts"
