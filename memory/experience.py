@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from edgeagents.metrics import jain
 from edgeagents.state import Plan, RoutingPolicy, Telemetry
 
 FEATURES_PER_MODEL = ("arrivals_per_s", "replicas", "queue_len", "mean_latency_s")
@@ -49,14 +50,6 @@ def feature_names(telemetry: Telemetry) -> list[str]:
     names = [f"{m.model}.{f}" for m in telemetry.models for f in FEATURES_PER_MODEL]
     names += [f"{s.site}.{f}" for s in telemetry.sites for f in FEATURES_PER_SITE]
     return names
-
-
-def jain_index(values: list[float]) -> float | None:
-    """Jain's index of non-negative values; None when there is nothing to compare."""
-    vals = [v for v in values if v >= 0]
-    if not vals or sum(vals) == 0:
-        return None
-    return sum(vals) ** 2 / (len(vals) * sum(v * v for v in vals))
 
 
 def _areas(by_cell: dict[str, float], top: int = 3) -> str:
@@ -127,13 +120,13 @@ def summarize_situation(telemetry: Telemetry, plan: Plan | None = None) -> tuple
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(t.refusals_by_reason.items()))
         text.append(f"Refused {refused} ({reasons}).")
     lats = [m.mean_latency_s for m in t.models if m.mean_latency_s is not None]
-    jain = jain_index([float(x) for x in lats])
-    if jain is not None:
+    fair = jain([float(x) for x in lats]) if lats and sum(lats) > 0 else None
+    if fair is not None:
         slowest = max(
             (m for m in t.models if m.mean_latency_s is not None),
             key=lambda m: m.mean_latency_s or 0.0,
         )
-        text.append(f"Fairness: Jain {jain:.2f} over model latencies, slowest {slowest.model}.")
+        text.append(f"Fairness: Jain {fair:.2f} over model latencies, slowest {slowest.model}.")
     text.append("Sites: " + ", ".join(site_parts) + "." if site_parts else "No site up.")
     text.append("Demand: " + "; ".join(demand_parts) + "." if demand_parts else "No demand.")
     if plan is not None and plan.placement:
