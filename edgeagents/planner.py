@@ -102,7 +102,9 @@ def create_planner(
 
         (chosen, priorities), record = run_step(
             agent=name, model=model, system=system,
-            user=render_planner_prompt(facts, menu, forecast.rates_per_s),
+            user=render_planner_prompt(
+                facts, menu, forecast.rates_per_s, state.get("recalled") or []
+            ),
             schema=PlannerAnswer, menu_size=len(menu), repair=repair, fallback=fallback,
             timeout_s=timeout_s, lm_call=lm_call,
         )  # fmt: skip
@@ -118,7 +120,10 @@ def create_planner(
 
 
 def render_planner_prompt(
-    facts: list[ModelFact], menu: list[PlanCandidate], forecast: dict[str, float]
+    facts: list[ModelFact],
+    menu: list[PlanCandidate],
+    forecast: dict[str, float],
+    recalled: list[str] | None = None,
 ) -> str:
     lines = ["Model: demand/s, replicas, slowdown"]
     for f in facts:
@@ -129,6 +134,9 @@ def render_planner_prompt(
         f"{k} {c.prediction.mean_latency_s:.2f} {c.prediction.jain:.3f} {c.name}"
         for k, c in enumerate(menu)
     ]
+    if recalled:
+        lines.append("Past situations like this one (what was done -> how it went):")
+        lines += recalled
     return "\n".join(lines)
 
 

@@ -7,7 +7,7 @@ plain slotted classes instead; they convert to these models at the edges.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, TypedDict
+from typing import Annotated, Any, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -370,3 +370,5 @@ class ControlState(TypedDict, total=False):
     decision: Decision
     report: ApplyReport
     site: str
+    recalled: list[str]
+    last_situation: dict[str, Any]

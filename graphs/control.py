@@ -78,6 +78,8 @@ def create_control_graph(
     planner_kwargs: dict[str, Any] | None = None,
     scheduler_kwargs: dict[str, Any] | None = None,
     lm_timeouts_s: dict[str, float] | None = None,
+    memory: Any = None,
+    memory_k: int = 3,
 ) -> StateGraph:
     """Build (uncompiled) the graph of one control cycle; compile it with the checkpointer and
     store of your choice.
@@ -94,6 +96,8 @@ def create_control_graph(
         planner_kwargs: Extra keyword arguments of `create_planner`.
         scheduler_kwargs: Extra keyword arguments of `create_scheduler`.
         lm_timeouts_s: LM call limit per agent ("planner", "scheduler", "deployer").
+        memory: A `memory.store.ExperienceStore`: each planning epoch stores how the previous
+            plan went and shows the planner the `memory_k` most similar past situations.
     """
     _check_state_schema(state_schema)
     resolver = EnvResolver(scenario, env_factory)
@@ -131,8 +135,10 @@ def create_control_graph(
             Send("deployer", {**state, "site": s.site}) for s in state["telemetry"].sites if s.up
         ] or [Send("scheduler", state)]
 
+    first = "recall" if memory is not None else "planner"
+
     def after_observe(state: ControlState) -> list[Send] | str:
-        return "planner" if state["run_planner"] else fan_out(state)
+        return first if state["run_planner"] else fan_out(state)
 
     def apply(state: ControlState, config: RunnableConfig) -> dict:
         env = resolver.env(config)
@@ -174,7 +180,12 @@ def create_control_graph(
     )
     graph.add_node("apply", apply)
     graph.add_edge(START, "observe")
-    graph.add_conditional_edges("observe", after_observe, ["planner", "deployer", "scheduler"])
+    graph.add_conditional_edges("observe", after_observe, [first, "deployer", "scheduler"])
+    if memory is not None:
+        from graphs.memory_nodes import create_recall
+
+        graph.add_node("recall", with_scenario(create_recall(memory, k=memory_k)))
+        graph.add_edge("recall", "planner")
     graph.add_conditional_edges("planner", fan_out, ["deployer", "scheduler"])
     graph.add_edge("deployer", "scheduler")
     graph.add_edge("scheduler", "apply")

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 _threads = itertools.count()
 
-CARRIED = ("cycle", "plan", "forecast", "pending", "routing")
+CARRIED = ("cycle", "plan", "forecast", "pending", "routing", "last_situation")
 """What one cycle hands the next when no checkpointer keeps the thread's state."""
 
 
