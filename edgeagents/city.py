@@ -57,11 +57,10 @@ _EPS = 1e-9
 
 
 class _Job:
-    __slots__ = ("backhaul_s", "cold_s", "i", "join_t", "redispatches", "replica", "start_t")
+    __slots__ = ("backhaul_s", "cold_s", "i", "join_t", "redispatches", "start_t")
 
     def __init__(self, i: int) -> None:
         self.i = i
-        self.replica: _Replica | None = None
         self.join_t = 0.0
         self.start_t = 0.0
         self.cold_s = 0.0
@@ -533,7 +532,6 @@ class SimulatedCity:
         r = self.router.route(i, ready or open_, self)
         net = self.net_in_s(i, r)
         job.backhaul_s += net
-        job.replica = r
         r.inbound += 1
         delay = net + (self._uplink[i] if first else 0.0)
         return [_Join(now + delay, job, r)]

@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -14,6 +14,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from edgeagents.scenario import BUILTIN_SCENARIOS, Scenario, ScenarioError, load_scenario
+
+if TYPE_CHECKING:
+    from edgeagents.workload import Workload
 
 app = typer.Typer(
     add_completion=False,
@@ -68,6 +71,35 @@ def _check_writable(path: Path | None, what: str) -> None:
         fail(f"{what} {path}: directory {parent} is not writable")
 
 
+def _policies(text: str | None) -> list[str]:
+    from edgeagents.bench import resolve_policies
+
+    try:
+        return resolve_policies(text)
+    except KeyError as e:
+        fail(str(e.args[0]))
+
+
+def _check_plots(plots: Path | None) -> None:
+    if plots is not None and plots.exists() and not plots.is_dir():
+        fail(f"--plots {plots}: exists and is not a directory")
+
+
+def _workload(
+    sc: Scenario, duration: float | None, seed: int, trace: Path | None
+) -> tuple[float, Workload]:
+    """The episode's arrival horizon and prompts; a bad trace is one line and exit 2."""
+    from edgeagents.workload import generate_workload, load_trace
+
+    horizon = sc.duration_s if duration is None else duration
+    try:
+        if trace is not None:
+            load_trace(trace)
+        return horizon, generate_workload(sc, duration_s=horizon, seed=seed, trace_path=trace)
+    except ScenarioError as e:
+        fail(str(e))
+
+
 def _write_json(path: Path, data: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2))
@@ -94,24 +126,13 @@ def bench(
     """Run every policy on the same scenario, workload and seed; print and save the figures."""
     if ctx.invoked_subcommand is not None:
         return
-    from edgeagents.bench import compare, resolve_policies
-    from edgeagents.workload import generate_workload, load_trace
+    from edgeagents.bench import compare
 
     sc = _scenario(scenario)
-    try:
-        names = resolve_policies(policies)
-    except KeyError as e:
-        fail(str(e.args[0]))
+    names = _policies(policies)
     _check_writable(json_path, "--json")
-    if plots is not None and plots.exists() and not plots.is_dir():
-        fail(f"--plots {plots}: exists and is not a directory")
-    horizon = sc.duration_s if duration is None else duration
-    try:
-        if trace is not None:
-            load_trace(trace)
-        workload = generate_workload(sc, duration_s=horizon, seed=seed, trace_path=trace)
-    except ScenarioError as e:
-        fail(str(e))
+    _check_plots(plots)
+    horizon, workload = _workload(sc, duration, seed, trace)
 
     with _progress() as progress:
         tasks = {n: progress.add_task(n, total=horizon) for n in names}
@@ -224,22 +245,16 @@ def run(
     ] = None,
 ) -> None:
     """Run the LLM agents on the city beside the baselines, on the same workload and seed."""
-    from edgeagents.bench import resolve_policies
     from edgeagents.llm import LMConfigError, check_reachable
     from edgeagents.lmconfig import AGENTS, resolve_lm_config
-    from edgeagents.workload import generate_workload, load_trace
 
     sc = _scenario(scenario)
-    try:
-        names = resolve_policies(baselines)
-    except KeyError as e:
-        fail(str(e.args[0]))
+    names = _policies(baselines)
     if log is None and json_path is not None:
         log = json_path.with_name(f"{json_path.stem}.decisions.jsonl")
     for path, what in ((json_path, "--json"), (log, "--log")):
         _check_writable(path, what)
-    if plots is not None and plots.exists() and not plots.is_dir():
-        fail(f"--plots {plots}: exists and is not a directory")
+    _check_plots(plots)
     try:
         lm = resolve_lm_config(
             llm=llm,
@@ -257,13 +272,7 @@ def run(
         fail(str(e))
     except ImportError as e:
         fail(f"the agents need their extra: pip install 'edgeagents[agents]' ({e.name} missing)")
-    horizon = sc.duration_s if duration is None else duration
-    try:
-        if trace is not None:
-            load_trace(trace)
-        workload = generate_workload(sc, duration_s=horizon, seed=seed, trace_path=trace)
-    except ScenarioError as e:
-        fail(str(e))
+    horizon, workload = _workload(sc, duration, seed, trace)
 
     from edgeagents.experiment import run_agents, write_decision_log
 
@@ -316,7 +325,7 @@ def bench_scaling(
     json_path: Annotated[Path | None, typer.Option("--json")] = None,
 ) -> None:
     """Simulator speed at three workload sizes: prompts per wall second, µs per prompt."""
-    from edgeagents.bench import resolve_policies, scaling
+    from edgeagents.bench import scaling
 
     sc = _scenario(scenario)
     try:
@@ -325,10 +334,7 @@ def bench_scaling(
         fail(f"--sizes {sizes!r}: expected comma-separated numbers of seconds")
     if not durations or min(durations) <= 0:
         fail("--sizes: give at least one positive duration")
-    try:
-        resolve_policies(policy)
-    except KeyError as e:
-        fail(str(e.args[0]))
+    _policies(policy)
     _check_writable(json_path, "--json")
     points = scaling(sc, durations, policy=policy, seed=seed)
     t = Table(title=f"Simulator cost vs size ({policy}, one core)")
