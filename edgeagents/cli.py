@@ -46,6 +46,10 @@ ScenarioOpt = Annotated[
 ]
 
 
+MEMORY_DEFAULT = os.environ.get("EDGEAGENTS_MEMORY_DIR") or "~/.cache/edgeagents/memory"
+"""Same as `memory.store.default_memory_dir()`, without importing `memory` at import time."""
+
+
 def fail(message: str) -> NoReturn:
     """One clear line on stderr, exit code 2, nothing written."""
     err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
@@ -243,6 +247,17 @@ def run(
             "as NAME.decisions.jsonl."
         ),
     ] = None,
+    memory: Annotated[
+        bool,
+        typer.Option(
+            "--memory/--no-memory",
+            help="Experience memory: the agents store each epoch's outcome in --memory-path "
+            "and recall similar past situations (agents-none shares the store).",
+        ),
+    ] = False,
+    memory_path: Annotated[
+        str, typer.Option(help="Experience store directory (env EDGEAGENTS_MEMORY_DIR).")
+    ] = MEMORY_DEFAULT,
 ) -> None:
     """Run the LLM agents on the city beside the baselines, on the same workload and seed."""
     from edgeagents.llm import LMConfigError, check_reachable
@@ -273,6 +288,9 @@ def run(
     except ImportError as e:
         fail(f"the agents need their extra: pip install 'edgeagents[agents]' ({e.name} missing)")
     horizon, workload = _workload(sc, duration, seed, trace)
+    store = _memory_store(memory_path) if memory else None
+    if store is not None:
+        console.print(f"experience memory: {store.path} ({store.count()} stored)", highlight=False)
 
     from edgeagents.experiment import run_agents, write_decision_log
 
@@ -283,10 +301,12 @@ def run(
         report, runs = run_agents(
             sc, lm, baselines=names, duration_s=horizon, seed=seed, workload=workload,
             with_none=with_none, charge_decision_time=charge_decision_time,
-            on_progress=lambda n, t: progress.update(tasks[n], completed=t),
+            on_progress=lambda n, t: progress.update(tasks[n], completed=t), memory=store,
         )  # fmt: skip
     print_table(report)
     print_costs(report)
+    if store is not None:
+        console.print(f"experience memory: {store.count()} stored in {store.path}", highlight=False)
     if json_path is not None:
         _write_json(json_path, report.model_dump(mode="json"))
         console.print(f"wrote {json_path}")
@@ -349,6 +369,114 @@ def bench_scaling(
         console.print(f"wrote {json_path}")
 
 
+@bench_app.command("adaptation")
+def bench_adaptation(
+    scenario: ScenarioOpt = "bristol",
+    shifts: Annotated[
+        str, typer.Option(help="Comma-separated: surge, site-failure, demand-move.")
+    ] = "surge,site-failure,demand-move",
+    llm: Annotated[
+        str, typer.Option(help="LM of the agents: local, local:PATH.gguf, openai:MODEL or none.")
+    ] = "local",
+    reference: Annotated[
+        bool, typer.Option(help="Also run every variant with --llm none, for reference.")
+    ] = True,
+    duration: Annotated[float, typer.Option(min=60.0, help="Arrival horizon, s.")] = 720.0,
+    shift_at: Annotated[float, typer.Option(min=1.0, help="When the shift happens, s.")] = 255.0,
+    epoch: Annotated[float, typer.Option(min=5.0, help="Planning epoch, s.")] = 30.0,
+    seed: Annotated[int, typer.Option(help="First seed of the evaluation episodes.")] = 0,
+    seeds: Annotated[int, typer.Option(min=1, help="Evaluation seeds per variant (averaged).")] = 3,
+    jobs: Annotated[
+        int,
+        typer.Option(min=1, help="Episodes at once (each is a process; LM timings suffer)."),
+    ] = 1,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write results here.")] = None,
+    plots: Annotated[Path | None, typer.Option(help="Write recovery curves here.")] = None,
+) -> None:
+    """Recovery after a shift with the experience memory off, cold and warm (after a
+    warm-up episode, reopened by a new process); each episode in its own process."""
+    from edgeagents.adaptation import SHIFTS, AdaptationSettings, run_adaptation
+
+    sc = _scenario(scenario)
+    chosen = [x.strip() for x in shifts.split(",") if x.strip()]
+    bad = [x for x in chosen if x not in SHIFTS]
+    if bad or not chosen:
+        fail(f"--shifts {shifts!r}: expected some of {', '.join(SHIFTS)}")
+    if shift_at >= duration - 2 * epoch:
+        fail(f"--shift-at {shift_at:g}: leave at least two epochs after it (duration {duration:g})")
+    _check_writable(json_path, "--json")
+    _check_plots(plots)
+    llms = [llm] + (["none"] if reference and llm != "none" else [])
+    try:
+        from edgeagents.llm import LMConfigError, check_reachable
+        from edgeagents.lmconfig import resolve_lm_config
+
+        lm = resolve_lm_config(llm=llm)
+        check_reachable(lm.planner)
+        import memory.store  # noqa: F401
+    except LMConfigError as e:
+        fail(str(e))
+    except ImportError as e:
+        fail(f"needs the agents and memory extras: pip install 'edgeagents[agents,memory]' "
+             f"({e.name} missing)")  # fmt: skip
+    settings = AdaptationSettings(
+        duration_s=duration, shift_at_s=shift_at, planning_epoch_s=epoch, seed=seed
+    )
+    total = len(chosen) * len(llms) * (1 + 3 * seeds)
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(),
+        TextColumn("{task.completed:.0f}/{task.total:.0f} episodes"), TimeElapsedColumn(),
+        console=err, transient=True, disable=not err.is_terminal,
+    ) as progress:  # fmt: skip
+        task = progress.add_task("adaptation", total=total)
+        begun: list[str] = []
+
+        def started(what: str) -> None:
+            progress.update(task, description=what, completed=len(begun))
+            begun.append(what)
+            if not err.is_terminal:
+                err.print(f"episode {len(begun)}/{total}: {what}", highlight=False)
+
+        try:
+            report = run_adaptation(
+                sc, shifts=chosen, llms=llms, settings=settings, seeds=seeds, jobs=jobs,
+                on_episode=started,
+            )  # fmt: skip
+        except RuntimeError as e:
+            fail(str(e))
+    t = Table(
+        title=f"Adaptation on {sc.name}: planning epoch {epoch:g} s, shift at {shift_at:g} s, "
+        f"seeds {seed}-{seed + seeds - 1}",
+        caption="recovery = on the seed-averaged curve, planning epochs from the shift's until "
+        "the latency is back within 10% of the steady state after its worst epoch; post-shift = "
+        "prompts arriving in the "
+        f"{settings.window_epochs} epochs after the shift; early = re-plans on a recalled shift.",
+    )
+    for col in ("shift", "llm", "memory", "recovery", "post-shift mean s", "Jain", "steady s",
+                "refused", "early", "stored"):  # fmt: skip
+        t.add_column(col, justify="left" if col in ("shift", "llm", "memory") else "right")
+    for v in report.variants:
+        t.add_row(
+            v.shift, v.llm, v.memory,
+            "never" if v.recovery_epochs is None else str(v.recovery_epochs),
+            _f(v.post_shift_mean_latency_s), _f(v.jain, "{:.3f}"), _f(v.steady_state_s),
+            str(v.refused_after_shift), str(v.early_replans), str(v.stored_experiences),
+        )  # fmt: skip
+    console.print(t)
+    for key, met in report.targets.items():
+        line = ", ".join(f"{k}: {'-' if v is None else ('yes' if v else 'NO')}"
+                         for k, v in met.items())  # fmt: skip
+        console.print(f"targets {key}: {line}", highlight=False)
+    if json_path is not None:
+        _write_json(json_path, report.model_dump(mode="json"))
+        console.print(f"wrote {json_path}")
+    if plots is not None:
+        from edgeagents.adaptation import write_adaptation_plots
+
+        for p in write_adaptation_plots(report, plots):
+            console.print(f"wrote {p}")
+
+
 @scenario_app.command("show")
 def scenario_show(name: Annotated[str, typer.Argument(help="Built-in name or YAML path.")]) -> None:
     """Print a scenario's sites, GPUs, models, demand and placement."""
@@ -399,15 +527,15 @@ MemoryPathOpt = Annotated[
     ),
 ]
 MemoryEmbeddingOpt = Annotated[
-    str, typer.Option("--embedding", help="Which collection: text or features.")
+    str,
+    typer.Option(
+        "--embedding",
+        help="Which collection: features (what the agents write) or text (MiniLM embeddings).",
+    ),
 ]
 
 
-MEMORY_DEFAULT = os.environ.get("EDGEAGENTS_MEMORY_DIR") or "~/.cache/edgeagents/memory"
-"""Same as `memory.store.default_memory_dir()`, without importing `memory` at import time."""
-
-
-def _memory_store(path: str, embedding: str = "text"):
+def _memory_store(path: str, embedding: str = "features"):
     try:
         from memory.errors import MemoryStoreError
         from memory.store import ExperienceStore
@@ -432,7 +560,7 @@ def _memory_call(fn, *args):
 
 @memory_app.command("stats")
 def memory_stats(
-    path: MemoryPathOpt = MEMORY_DEFAULT, embedding: MemoryEmbeddingOpt = "text"
+    path: MemoryPathOpt = MEMORY_DEFAULT, embedding: MemoryEmbeddingOpt = "features"
 ) -> None:
     """Count, scenarios and simulated time span of the stored experiences."""
     st = _memory_call(_memory_store(path, embedding).stats)
@@ -449,9 +577,12 @@ def memory_search(
     text: Annotated[str, typer.Argument(help="A situation, in words.")],
     k: Annotated[int, typer.Option("-k", "--k", min=1, help="How many to show.")] = 5,
     path: MemoryPathOpt = MEMORY_DEFAULT,
+    embedding: MemoryEmbeddingOpt = "features",
 ) -> None:
-    """The past experiences most similar to a situation, ranked by similarity and outcome."""
-    hits = _memory_call(_memory_store(path).search, text, k)
+    """Past experiences for a situation in words. A text store ranks by meaning (MiniLM) and
+    outcome; a features store lists those whose situation contains every word, best outcome
+    first."""
+    hits = _memory_call(_memory_store(path, embedding).search, text, k)
     if not hits:
         console.print("no experiences stored")
         return
@@ -474,7 +605,7 @@ def memory_search(
 def memory_export(
     out: Annotated[Path, typer.Argument(help="JSON-lines file to write.")],
     path: MemoryPathOpt = MEMORY_DEFAULT,
-    embedding: MemoryEmbeddingOpt = "text",
+    embedding: MemoryEmbeddingOpt = "features",
 ) -> None:
     """Write every experience as JSON lines."""
     _check_writable(out, "export")
@@ -486,7 +617,7 @@ def memory_export(
 def memory_import(
     src: Annotated[Path, typer.Argument(help="JSON-lines file written by export.")],
     path: MemoryPathOpt = MEMORY_DEFAULT,
-    embedding: MemoryEmbeddingOpt = "text",
+    embedding: MemoryEmbeddingOpt = "features",
 ) -> None:
     """Read experiences from JSON lines (same id: replaced, so importing twice is harmless)."""
     if not src.is_file():
@@ -500,7 +631,7 @@ def memory_import(
 def memory_clear(
     yes: Annotated[bool, typer.Option("--yes", help="Really delete every experience.")] = False,
     path: MemoryPathOpt = MEMORY_DEFAULT,
-    embedding: MemoryEmbeddingOpt = "text",
+    embedding: MemoryEmbeddingOpt = "features",
 ) -> None:
     """Delete every experience in the store."""
     store = _memory_store(path, embedding)

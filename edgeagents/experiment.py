@@ -67,6 +67,28 @@ class RunReport(BenchReport):
     charge_decision_time: bool
 
 
+def agents_policy(
+    lm_config: AgentsLMConfig,
+    models: dict[str, Any],
+    *,
+    memory: Any = None,
+    thread_id: str | None = None,
+) -> tuple[Any, Any]:
+    """The agents as a (router, controller) pair for the driver: the weighted router applies
+    the scheduler's policy; `models` holds each agent's chat model (None: no LM)."""
+    from graphs.controller import AgentsController
+
+    return ROUTERS.create("weighted"), AgentsController(
+        None,
+        planner_model=models["planner"],
+        scheduler_model=models["scheduler"],
+        deployer_model=models["deployer"],
+        lm_timeouts_s={a: getattr(lm_config, a).timeout_s for a in AGENTS},
+        memory=memory,
+        thread_id=thread_id,
+    )
+
+
 def run_agents(
     scenario: Scenario,
     lm_config: AgentsLMConfig,
@@ -78,24 +100,21 @@ def run_agents(
     with_none: bool = True,
     charge_decision_time: bool = True,
     on_progress: Callable[[str, float], None] | None = None,
+    memory: Any = None,
 ) -> tuple[RunReport, dict[str, EpisodeRun]]:
     """Baselines, then the agents (named `agents`), then, if the agents use an LM, the same
-    agents without it (`agents-none`), all on one workload and seed."""
+    agents without it (`agents-none`), all on one workload and seed. `memory` (an
+    `ExperienceStore`) is the experience memory of both agents runs."""
     from edgeagents.llm import create_chat_model
-    from graphs.controller import AgentsController
 
     specs = lm_config.specs()
     models = {a: create_chat_model(getattr(lm_config, a)) for a in AGENTS}
 
-    def agents(use_lm: bool) -> tuple[Any, AgentsController]:
-        m = models if use_lm else dict.fromkeys(AGENTS)
-        return ROUTERS.create("weighted"), AgentsController(
-            None,
-            planner_model=m["planner"],
-            scheduler_model=m["scheduler"],
-            deployer_model=m["deployer"],
-            lm_timeouts_s={a: getattr(lm_config, a).timeout_s for a in AGENTS},
-        )
+    def agents(use_lm: bool) -> tuple[Any, Any]:
+        return agents_policy(
+            lm_config, models if use_lm else dict.fromkeys(AGENTS), memory=memory,
+            thread_id=f"agents-{'lm' if use_lm else 'none'}-seed{seed}" if memory else None,
+        )  # fmt: skip
 
     policies: list[Any] = list(baselines)
     names = list(baselines)

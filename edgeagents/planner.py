@@ -20,7 +20,7 @@ from edgeagents.agent import (
 )
 from edgeagents.lmconfig import DEFAULT_TIMEOUT_S
 from edgeagents.scenario import Scenario
-from edgeagents.state import ControlState, DeploymentAction, Plan, Telemetry
+from edgeagents.state import ControlState, DeploymentAction, Forecast, Plan, Telemetry
 from edgeagents.tools import Layout, ModelFact, PlanCandidate, model_facts, search_plans
 from edgeagents.twin import WhatIf, forecast_demand
 
@@ -81,6 +81,10 @@ def create_planner(
         search_budget_s: Wall-time budget of the plan search.
         timeout_s: Limit of one LM call; past it the fallback decides.
         lm_call: Replaces `edgeagents.llm.structured_call` (tests).
+
+    With experience memory on, `state["recalled_plan"]` (from the recall node) adds the
+    remembered placement to the menu and, after a sharp shift, raises the forecast to the
+    demand that followed the remembered shift (`remembered_forecast`).
     """
     system = prompt or PLANNER_PROMPT
 
@@ -89,8 +93,13 @@ def create_planner(
         sc = scenario or scenario_from_config(config)
         telemetry = state["telemetry"]
         forecast = forecast_demand(telemetry, state.get("forecast"))
+        remembered = state.get("recalled_plan") or {}
+        forecast = remembered_forecast(forecast, remembered)
         whatif = WhatIf(sc, forecast, telemetry, horizon_s=horizon_s, seed=state.get("cycle", 0))
-        menu = search_plans(whatif, telemetry, sc, budget_s=search_budget_s)
+        menu = search_plans(
+            whatif, telemetry, sc, budget_s=search_budget_s,
+            remembered=remembered.get("placement"),
+        )  # fmt: skip
         facts = model_facts(telemetry, whatif.references)
         epoch = int(telemetry.time_s // sc.control.planning_epoch_s)
 
@@ -117,6 +126,21 @@ def create_planner(
 
     planner.__name__ = name
     return planner
+
+
+def remembered_forecast(forecast: Forecast, remembered: dict[str, Any]) -> Forecast:
+    """After a recalled shift: a surged model's rate is at least what followed that shift;
+    demand that moved takes the cell shares that followed it. A lost site changes no demand."""
+    shift = str(remembered.get("shift") or "")
+    demand = remembered.get("demand") or {}
+    if shift.startswith("surge "):
+        m = shift.removeprefix("surge ")
+        if m in demand and m in forecast.rates_per_s:
+            rates = {**forecast.rates_per_s, m: max(forecast.rates_per_s[m], demand[m])}
+            return forecast.model_copy(update={"rates_per_s": rates})
+    if shift.startswith("demand moved") and remembered.get("cell_weights"):
+        return forecast.model_copy(update={"cell_weights": remembered["cell_weights"]})
+    return forecast
 
 
 def render_planner_prompt(

@@ -69,6 +69,9 @@ def create_scheduler(
         horizon_s: How far ahead the twin simulates each routing option.
         timeout_s: Limit of one LM call; past it the fallback decides.
         lm_call: Replaces `edgeagents.llm.structured_call` (tests).
+
+    On a sharp shift with experience memory on, the prompt also shows the recalled past shifts
+    (`state["recalled"]`, written by the recall node).
     """
     system = prompt or SCHEDULER_PROMPT
 
@@ -86,7 +89,10 @@ def create_scheduler(
 
         routing, record = run_step(
             agent=name, model=model, system=system,
-            user=render_scheduler_prompt(facts, menu), schema=SchedulerAnswer,
+            user=render_scheduler_prompt(
+                facts, menu, (state.get("recalled") or []) if state.get("shift") else []
+            ),
+            schema=SchedulerAnswer,
             menu_size=len(menu), repair=repair, fallback=lambda: menu[0].routing,
             timeout_s=timeout_s, lm_call=lm_call,
         )  # fmt: skip
@@ -97,7 +103,9 @@ def create_scheduler(
     return scheduler
 
 
-def render_scheduler_prompt(facts: list, menu: list[RoutingCandidate]) -> str:
+def render_scheduler_prompt(
+    facts: list, menu: list[RoutingCandidate], recalled: list[str] | None = None
+) -> str:
     lines = ["Model: demand/s, replicas, queue, slowdown"]
     for f in facts:
         slow = "-" if f.slowdown is None else f"{f.slowdown:.2f}"
@@ -107,6 +115,9 @@ def render_scheduler_prompt(facts: list, menu: list[RoutingCandidate]) -> str:
         f"{k} {c.name} {c.prediction.mean_latency_s:.2f} {c.prediction.jain:.3f}"
         for k, c in enumerate(menu)
     ]
+    if recalled:
+        lines.append("Past situations like this one (what was done -> how it went):")
+        lines += recalled
     return "\n".join(lines)
 
 

@@ -372,3 +372,7 @@ class ControlState(TypedDict, total=False):
     site: str
     recalled: list[str]
     last_situation: dict[str, Any]
+    shift: str | None
+    shifts_seen: list[str]
+    shift_watch: dict[str, Any] | None
+    recalled_plan: dict[str, Any] | None

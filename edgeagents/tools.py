@@ -8,7 +8,7 @@ the first entry of each menu.
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from functools import cache
 
@@ -236,6 +236,46 @@ def placement_moves(
     return [list(prefix) + m for m in moves]
 
 
+def placement_of(telemetry: Telemetry) -> dict[str, list[str]]:
+    """Site -> models of its replicas (one entry per replica), as running now."""
+    out: dict[str, list[str]] = {s.site: [] for s in telemetry.sites}
+    for r in telemetry.replicas:
+        out.setdefault(r.deployment.site, []).append(r.deployment.model)
+    return {s: sorted(ms) for s, ms in out.items()}
+
+
+def placement_actions(
+    target: dict[str, list[str]], telemetry: Telemetry, scenario: Scenario
+) -> list[DeploymentAction]:
+    """The moves from the running placement to `target` (site -> models, one entry per
+    replica): unloads first, then loads where they fit. Sites down now, unknown sites and
+    models, and loads that do not fit are skipped."""
+    layout = Layout(telemetry, scenario)
+    models = set(scenario.model_names)
+    unloads: list[DeploymentAction] = []
+    loads: list[DeploymentAction] = []
+    for site in sorted(layout.up & set(target)):
+        have = Counter(d.model for d in layout.replicas if d.site == site)
+        want = Counter(m for m in target[site] if m in models)
+        for m in sorted(have - want):
+            for _ in range((have - want)[m]):
+                d = next(d for d in layout.replicas if (d.site, d.model) == (site, m))
+                a = DeploymentAction(site=site, model=m, op="unload", gpu_index=d.gpu_index)
+                layout.apply(a)
+                unloads.append(a)
+        for m in sorted(want - have):
+            spec = scenario.model(m)
+            for _ in range((want - have)[m]):
+                room = [k for k in layout.gpus if k[0] == site and layout.fits(spec, k)]
+                if not room:
+                    break
+                key = max(room, key=lambda k: layout.free[k])
+                a = DeploymentAction(site=site, model=m, op="load", gpu_index=key[1])
+                layout.apply(a)
+                loads.append(a)
+    return unloads + loads
+
+
 def search_plans(
     whatif: WhatIf,
     telemetry: Telemetry,
@@ -244,9 +284,11 @@ def search_plans(
     steps: int = 3,
     budget_s: float = 6.0,
     min_gain: float = 0.01,
+    remembered: dict[str, list[str]] | None = None,
 ) -> list[PlanCandidate]:
     """Greedy local search over placement moves, each ranked by the twin. Returns a menu,
-    best first: the best plan found, the best single-step plan, and holding still."""
+    best first: the best plan found, the best single-step plan, holding still, and the moves
+    to a `remembered` placement (from the experience memory) when it differs."""
     start = time.perf_counter()
     current = [r.deployment for r in telemetry.replicas]
     hold = whatif.evaluate(current)
@@ -259,7 +301,7 @@ def search_plans(
             if time.perf_counter() - start > budget_s:
                 break
             pred = whatif.evaluate(current, moves)
-            scored.append(PlanCandidate(name=_describe(moves), actions=moves, prediction=pred))
+            scored.append(PlanCandidate(name=describe_moves(moves), actions=moves, prediction=pred))
         if not scored:
             break
         top = min(scored, key=lambda c: c.prediction.score())
@@ -277,10 +319,17 @@ def search_plans(
         menu.append(first_step)
     if best.actions:
         menu.append(PlanCandidate(name="hold", actions=[], prediction=hold))
+    if remembered:
+        moves = placement_actions(remembered, telemetry, scenario)
+        if moves and all(moves != c.actions for c in menu):
+            pred = whatif.evaluate(current, moves)
+            name = f"remembered: {describe_moves(moves)}"
+            menu.append(PlanCandidate(name=name, actions=moves, prediction=pred))
     return sorted(menu, key=lambda c: c.prediction.score())
 
 
-def _describe(actions: Sequence[DeploymentAction]) -> str:
+def describe_moves(actions: Sequence[DeploymentAction]) -> str:
+    """Moves as a short line, e.g. `load llm@a/gpu0; unload asr@b/gpu1`."""
     return "; ".join(f"{a.op} {a.model}@{a.site}/gpu{a.gpu_index}" for a in actions) or "hold"
 
 

@@ -28,17 +28,22 @@ TRACE_SHIFT_S = 1800.0
 """The twin replays traces from another stretch, so it cannot see the prompts to come."""
 
 
-def forecast_demand(
-    telemetry: Telemetry, previous: Forecast | None = None, *, smoothing: float = 0.5
-) -> Forecast:
-    """Exponentially smoothed arrival rates from the telemetry window."""
+def window_demand(telemetry: Telemetry) -> tuple[dict[str, float], dict[str, float]]:
+    """Prompts/s per model and share of prompts per cell over the telemetry window."""
     rates = {m.model: m.arrivals_per_s for m in telemetry.models}
     by_cell: dict[str, float] = {}
     for m in telemetry.models:
         for cell, rate in m.arrivals_per_s_by_cell.items():
             by_cell[cell] = by_cell.get(cell, 0.0) + rate
     total = sum(by_cell.values())
-    cells = {c: r / total for c, r in by_cell.items()} if total > 0 else {}
+    return rates, ({c: r / total for c, r in by_cell.items()} if total > 0 else {})
+
+
+def forecast_demand(
+    telemetry: Telemetry, previous: Forecast | None = None, *, smoothing: float = 0.5
+) -> Forecast:
+    """Exponentially smoothed arrival rates from the telemetry window."""
+    rates, cells = window_demand(telemetry)
     if previous is not None:
         a = smoothing
         rates = {k: a * v + (1 - a) * previous.rates_per_s.get(k, v) for k, v in rates.items()}

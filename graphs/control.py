@@ -97,7 +97,8 @@ def create_control_graph(
         scheduler_kwargs: Extra keyword arguments of `create_scheduler`.
         lm_timeouts_s: LM call limit per agent ("planner", "scheduler", "deployer").
         memory: A `memory.store.ExperienceStore`: each planning epoch stores how the previous
-            plan went and shows the planner the `memory_k` most similar past situations.
+            plan went and shows the planner the `memory_k` most similar past situations; a
+            sharp shift with a remembered precedent re-plans at once (`graphs.memory_nodes`).
     """
     _check_state_schema(state_schema)
     resolver = EnvResolver(scenario, env_factory)
@@ -120,7 +121,7 @@ def create_control_graph(
         telemetry = env.observe()
         epoch = int(telemetry.time_s // sc.control.planning_epoch_s)
         plan = state.get("plan")
-        return {
+        update: dict[str, Any] = {
             "time_s": telemetry.time_s,
             "cycle": state.get("cycle", 0) + 1,
             "started_wall_s": time.time(),
@@ -128,7 +129,17 @@ def create_control_graph(
             "run_planner": plan is None or plan.epoch < epoch,
             "actions": None,
             "records": None,
+            "recalled": [],
+            "recalled_plan": None,
+            "shift": None,
         }
+        if memory is not None:
+            from memory.experience import detect_shifts
+
+            seen = detect_shifts(telemetry, state.get("forecast"))
+            new = [s for s in seen if s not in (state.get("shifts_seen") or [])]
+            update |= {"shifts_seen": seen, "shift": new[0] if new else None}
+        return update
 
     def fan_out(state: ControlState) -> list[Send]:
         return [
@@ -138,7 +149,10 @@ def create_control_graph(
     first = "recall" if memory is not None else "planner"
 
     def after_observe(state: ControlState) -> list[Send] | str:
-        return first if state["run_planner"] else fan_out(state)
+        return first if state["run_planner"] or state.get("shift") else fan_out(state)
+
+    def after_recall(state: ControlState) -> list[Send] | str:
+        return "planner" if state["run_planner"] else fan_out(state)
 
     def apply(state: ControlState, config: RunnableConfig) -> dict:
         env = resolver.env(config)
@@ -185,7 +199,7 @@ def create_control_graph(
         from graphs.memory_nodes import create_recall
 
         graph.add_node("recall", with_scenario(create_recall(memory, k=memory_k)))
-        graph.add_edge("recall", "planner")
+        graph.add_conditional_edges("recall", after_recall, ["planner", "deployer", "scheduler"])
     graph.add_conditional_edges("planner", fan_out, ["deployer", "scheduler"])
     graph.add_edge("deployer", "scheduler")
     graph.add_edge("scheduler", "apply")

@@ -15,7 +15,16 @@ if TYPE_CHECKING:
 
 _threads = itertools.count()
 
-CARRIED = ("cycle", "plan", "forecast", "pending", "routing", "last_situation")
+CARRIED = (
+    "cycle",
+    "plan",
+    "forecast",
+    "pending",
+    "routing",
+    "last_situation",
+    "shifts_seen",
+    "shift_watch",
+)
 """What one cycle hands the next when no checkpointer keeps the thread's state."""
 
 

@@ -1,8 +1,19 @@
-"""Experience memory in the control graph: at each planning epoch, store how the previous plan
-went, and recall the most similar past situations for the planner's prompt."""
+"""Experience memory in the control graph.
+
+At each planning epoch the `recall` node stores how the previous epoch went and shows the
+planner the most similar past situations; the best of them also joins the planner's menu as a
+candidate placement. Out of cycle, when `observe` sees a sharp shift (a site lost, a surge,
+demand moving; `memory.experience.detect_shifts`), `recall` looks for past shifts of the same
+kind. If one is remembered, the planner re-plans now, on the demand that followed that shift
+and with the placement the city settled on then as a candidate, instead of waiting for the
+next epoch; the scheduler's prompt shows the same lines. Every shift is watched for
+`WATCH_EPOCHS` epochs, and its experience is rewritten each epoch (while prompts arrive) with
+the placement in force and how it did, so the store keeps what the city settled on.
+"""
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -11,6 +22,9 @@ from langchain_core.runnables import RunnableConfig
 
 from edgeagents.metrics import jain
 from edgeagents.state import ControlState, Telemetry
+
+WATCH_EPOCHS = 10
+log = logging.getLogger("edgeagents.memory")
 
 
 def _window_outcome(telemetry: Telemetry) -> tuple[float | None, float | None, int]:
@@ -24,8 +38,10 @@ def _window_outcome(telemetry: Telemetry) -> tuple[float | None, float | None, i
 
 
 def create_recall(store: Any, *, k: int = 3, name: str = "recall") -> Callable[..., dict]:
-    """A node for the planner's path. `store` is a `memory.store.ExperienceStore`; when it
-    fails, the run goes on without memory and a warning says why."""
+    """A node before the planner. `store` is a `memory.store.ExperienceStore`; when it fails,
+    the run goes on without memory and a warning says why."""
+    from edgeagents.tools import placement_of
+    from edgeagents.twin import window_demand
     from memory.errors import MemoryStoreError
     from memory.experience import (
         Experience,
@@ -38,42 +54,89 @@ def create_recall(store: Any, *, k: int = 3, name: str = "recall") -> Callable[.
         telemetry = state["telemetry"]
         configurable = (config or {}).get("configurable", {})
         scenario = configurable.get("scenario")
+        scenario_name = scenario.name if scenario is not None else "unknown"
+        epoch_s = scenario.control.planning_epoch_s if scenario is not None else 120.0
         thread = str(configurable.get("thread_id", "run"))
         text, features = summarize_situation(telemetry, state.get("plan"))
-        last = state.get("last_situation")
+        query = text if store.embedding == "text" else features
+        epoch = int(telemetry.time_s // epoch_s)
+        shift = state.get("shift")
+        watch = state.get("shift_watch")
+        out: dict[str, Any] = {}
+        mean, fair, refused = _window_outcome(telemetry)
+        rates, cells = window_demand(telemetry)
+        placed = placement_of(telemetry)
+        action = describe_action(state.get("plan"), state.get("routing"))
+        outcome = describe_outcome(mean, fair, refused)
         try:
-            if last:
-                mean, fair, refused = _window_outcome(telemetry)
-                store.add(
-                    Experience(
-                        id=f"{thread}-{last['epoch']}-{last['time_s']:.0f}",
-                        scenario=scenario.name if scenario is not None else "unknown",
-                        time_s=last["time_s"],
-                        epoch=last["epoch"],
-                        situation=last["situation"],
-                        action=describe_action(state.get("plan"), state.get("routing")),
-                        outcome=describe_outcome(mean, fair, refused),
-                        mean_latency_s=mean,
-                        jain=fair,
-                        refused=refused,
-                        features=last["features"],
-                    )
-                )
-            query = text if store.embedding == "text" else features
-            hits = store.search(query, k=k) if store.count() else []
+            if state.get("run_planner"):
+                last = state.get("last_situation")
+                if last:
+                    store.add(
+                        Experience(
+                            id=f"{thread}-{last['epoch']}-{last['time_s']:.0f}",
+                            scenario=scenario_name, time_s=last["time_s"], epoch=last["epoch"],
+                            situation=last["situation"], action=action, outcome=outcome,
+                            mean_latency_s=mean, jain=fair, refused=refused,
+                            features=last["features"], placement=placed, demand=rates,
+                            cell_weights=cells,
+                        )
+                    )  # fmt: skip
+                if watch and telemetry.time_s <= watch["until_s"] and sum(rates.values()) > 0:
+                    store.add(
+                        Experience(
+                            id=watch["id"], scenario=scenario_name, time_s=watch["time_s"],
+                            epoch=watch["epoch"], situation=watch["situation"],
+                            action=f"settled on {action}", outcome=outcome,
+                            mean_latency_s=mean, jain=fair, refused=refused,
+                            features=watch["features"], kind="shift", shift=watch["shift"],
+                            placement=placed, demand=rates, cell_weights=cells,
+                        )
+                    )  # fmt: skip
+                elif watch:
+                    out["shift_watch"] = None
+            hits: list = []
+            if shift:
+                out["shift_watch"] = {
+                    "id": f"{thread}-shift-{telemetry.time_s:.0f}",
+                    "shift": shift,
+                    "time_s": telemetry.time_s,
+                    "epoch": epoch,
+                    "situation": text,
+                    "features": features,
+                    "until_s": telemetry.time_s + WATCH_EPOCHS * epoch_s,
+                }
+                where = {"$and": [{"kind": "shift"}, {"shift": shift}]}
+                hits = store.search(query, k=k, where=where) if store.count() else []
+                log.info(
+                    "%.0f s: %s; %s", telemetry.time_s, shift,
+                    f"recalled {hits[0][0].id} ({hits[0][1]:.3f})" if hits else "none remembered",
+                )  # fmt: skip
+                if hits:
+                    best = hits[0][0]
+                    out["run_planner"] = True
+                    out["recalled_plan"] = {
+                        "shift": shift,
+                        "placement": best.placement,
+                        "demand": best.demand,
+                        "cell_weights": best.cell_weights,
+                    }
+            if not hits and state.get("run_planner"):
+                hits = store.search(query, k=k) if store.count() else []
+                if hits and hits[0][0].placement:
+                    out["recalled_plan"] = {"placement": hits[0][0].placement}
         except MemoryStoreError as e:
-            warnings.warn(f"experience memory off for this epoch: {e}", stacklevel=1)
+            warnings.warn(f"experience memory off for this cycle: {e}", stacklevel=1)
             hits = []
-        epoch = int(telemetry.time_s // scenario.control.planning_epoch_s) if scenario else 0
-        return {
-            "recalled": [f"- {h.action[:200]} -> {h.outcome}" for h, _ in hits],
-            "last_situation": {
+        out["recalled"] = [f"- {h.action[:200]} -> {h.outcome}" for h, _ in hits]
+        if state.get("run_planner"):
+            out["last_situation"] = {
                 "situation": text,
                 "features": features,
                 "epoch": epoch,
                 "time_s": telemetry.time_s,
-            },
-        }
+            }
+        return out
 
     recall.__name__ = name
     return recall

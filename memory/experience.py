@@ -6,10 +6,13 @@ state-feature vector (embedded as features); both come from `summarize_situation
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from edgeagents.metrics import jain
-from edgeagents.state import Plan, RoutingPolicy, Telemetry
+from edgeagents.state import Forecast, Plan, RoutingPolicy, Telemetry
+from edgeagents.twin import window_demand
 
 FEATURES_PER_MODEL = ("arrivals_per_s", "replicas", "queue_len", "mean_latency_s")
 FEATURES_PER_SITE = ("up", "busy_share")
@@ -42,6 +45,21 @@ class Experience(BaseModel):
         default_factory=list,
         description="State-feature vector: per model (scenario order) demand/s, replicas, "
         "queue, mean latency s; then per site up (0/1), busy share.",
+    )
+    kind: Literal["epoch", "shift"] = Field(
+        default="epoch",
+        description="epoch: one planning epoch; shift: a sharp shift and the response that "
+        "the city settled on after it.",
+    )
+    shift: str = Field(default="", description="The shift's signature (see `detect_shifts`).")
+    placement: dict[str, list[str]] = Field(
+        default_factory=dict, description="Site -> models placed while the outcome was measured."
+    )
+    demand: dict[str, float] = Field(
+        default_factory=dict, description="Model -> prompts/s measured with the outcome."
+    )
+    cell_weights: dict[str, float] = Field(
+        default_factory=dict, description="Cell -> share of prompts measured with the outcome."
     )
 
 
@@ -168,3 +186,28 @@ def describe_outcome(mean_latency_s: float | None, jain: float | None, refused: 
     lat = f"mean latency {mean_latency_s:.2f} s" if mean_latency_s is not None else "no latency"
     fair = f"Jain {jain:.3f}" if jain is not None else "Jain n/a"
     return f"{lat}, {fair}, {refused} refused"
+
+
+SURGE_RATIO = 1.4
+SURGE_MIN_PER_S = 0.3
+MOVE_DISTANCE = 0.25
+
+
+def detect_shifts(telemetry: Telemetry, forecast: Forecast | None) -> list[str]:
+    """Sharp shifts visible now, as signatures: `site S down`, `surge M` (windowed rate at
+    least SURGE_RATIO x the planner's forecast and SURGE_MIN_PER_S above it), `demand moved to
+    C` (the cell shares moved by at least MOVE_DISTANCE in total variation; C gained most)."""
+    found = [f"site {s.site} down" for s in telemetry.sites if not s.up]
+    if forecast is None:
+        return found
+    rates, cells = window_demand(telemetry)
+    for m, r in rates.items():
+        f = forecast.rates_per_s.get(m)
+        if f is not None and r >= SURGE_RATIO * f and r - f >= SURGE_MIN_PER_S:
+            found.append(f"surge {m}")
+    if cells and forecast.cell_weights:
+        keys = set(cells) | set(forecast.cell_weights)
+        gain = {c: cells.get(c, 0.0) - forecast.cell_weights.get(c, 0.0) for c in keys}
+        if 0.5 * sum(abs(g) for g in gain.values()) >= MOVE_DISTANCE:
+            found.append(f"demand moved to {max(gain, key=lambda c: gain[c])}")
+    return found

@@ -129,7 +129,7 @@ def text_store(tmp_path_factory):
     memory.embed._model = None
     disable_socket()
     try:
-        store = ExperienceStore(tmp_path_factory.mktemp("mem") / "store")
+        store = ExperienceStore(tmp_path_factory.mktemp("mem") / "store", embedding="text")
         store.add_many(stored(random.Random(1)))
     finally:
         enable_socket()
@@ -185,6 +185,7 @@ def test_outcome_breaks_ties(tmp_path: Path) -> None:
     assert [e.id for e, _ in store.search(slow, k=2)] == ["calm-fast", "calm-0"]
 
 
+@pytest.mark.filterwarnings("ignore:A test tried to use socket.socket")  # our own probe below
 def test_offline(text_store: ExperienceStore) -> None:
     from pytest_socket import SocketBlockedError, disable_socket, enable_socket
 
@@ -291,9 +292,15 @@ def test_cli(tmp_path: Path, text_store: ExperienceStore) -> None:
     assert ExperienceStore(other, embedding="features").count() == 12
 
     # text search (loads the embedding model in the subprocess)
-    r = cli("search", "a site is down, prompts refused", "-k", "2", "--path", str(text_store.path))
+    r = cli("search", "a site is down, prompts refused", "-k", "2", "--path",
+            str(text_store.path), "--embedding", "text")  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert "site-failure" in r.stdout and "top 2" in r.stdout
+    # words against the features store (the default): situations containing every word
+    r = cli("search", "harbour down", "-k", "3", "--path", path)
+    assert r.returncode == 0, r.stderr
+    assert "site-failure" in r.stdout and "top 3" in r.stdout
+    assert "text-surge" not in r.stdout and "city-calm" not in r.stdout
 
     r = cli("clear", "--path", path, "--embedding", "features")
     assert r.returncode == 2 and "--yes" in r.stderr

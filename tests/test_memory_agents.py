@@ -57,7 +57,7 @@ def test_recalled_experience_reaches_the_planner_only_with_memory(tmp_path):
     run(store)
     city = SimulatedCity(SC, generate_workload(SC, seed=5), ROUTERS.create("weighted"))
     city.advance(5.0)
-    state = {"telemetry": city.observe(), "cycle": 1}
+    state = {"telemetry": city.observe(), "cycle": 1, "run_planner": True}
     config = {"configurable": {"scenario": SC, "thread_id": "t"}}
     recalled = create_recall(store, k=2)(state, config)["recalled"]
     assert len(recalled) == 2 and all("mean latency" in line for line in recalled)
@@ -70,3 +70,16 @@ def test_recalled_experience_reaches_the_planner_only_with_memory(tmp_path):
     assert prompts["on"] and prompts["off"], "the planner had a choice to ask about"
     assert MARK in prompts["on"][0] and recalled[0] in prompts["on"][0]
     assert MARK not in prompts["off"][0]
+
+
+def test_a_failing_store_warns_and_the_run_goes_on(tmp_path):
+    import numpy as np
+
+    store = ExperienceStore(tmp_path / "mem", embedding="features")
+    db = tmp_path / "mem" / "chroma.sqlite3"
+    db.write_bytes(b"\0" * db.stat().st_size)  # the disk under the open store goes bad
+    with pytest.warns(UserWarning, match="experience memory off for this cycle"):
+        _, episode = run(store)
+    out = episode.outcomes
+    assert len(out.latency_s) > 0
+    assert np.all(~np.isnan(out.latency_s) | (out.refused >= 0)), "served or refused, each"

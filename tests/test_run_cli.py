@@ -99,3 +99,23 @@ def test_agents_run_with_sockets_disabled():
     finally:
         enable_socket()
     assert len(run.decisions) >= 4
+
+
+def test_run_with_memory_stores_experience_and_says_where(tmp_path):
+    pytest.importorskip("chromadb", reason="needs the `memory` extra")
+    store = tmp_path / "mem"
+    args = ["run", "--llm", "none", "--duration", "300", "--baselines", "greedy", "--memory",
+            "--memory-path", str(store)]  # fmt: skip
+    first = cli(*args)
+    assert first.returncode == 0, first.stderr
+    assert f"experience memory: {store} (0 stored)" in first.stdout
+    n = int(first.stdout.split("experience memory: ")[-1].split()[0])
+    assert n >= 2, "one experience per planning epoch after the first"
+    again = cli(*args)
+    assert again.returncode == 0, again.stderr
+    assert f"({n} stored)" in again.stdout, "a new process reopens what the first stored"
+    (tmp_path / "run.json").write_text("x")
+    bad = cli("run", "--llm", "none", "--duration", "10", "--memory", "--memory-path",
+              str(tmp_path / "run.json"))  # fmt: skip
+    assert bad.returncode == 2 and "not a directory" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1

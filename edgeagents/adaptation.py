@@ -1,0 +1,480 @@
+"""The adaptation experiment: how fast the agents recover after the city changes, with the
+experience memory off, cold (empty at the start) and warm (filled by a warm-up episode with
+the same shift on another seed, then reopened by a new process).
+
+Each shift is a variant of the base scenario with a shorter planning epoch (so recovery is
+measured in several epochs) and one change at `shift_at_s`:
+
+- `surge`: the busiest model's demand jumps (x`surge_factor`);
+- `site-failure`: the site with the most GPU memory goes down;
+- `demand-move`: users move to the outer cells (the two least populated gain x6, the most
+  populated keeps 0.3).
+
+Every episode runs in its own process, so a warm store is really reopened from disk. Each
+variant runs on several evaluation seeds (one placement's bad luck at the moment of the shift
+swings a single episode). Figures per (shift, memory, llm): the mean latency of prompts
+arriving in each planning epoch, averaged over seeds; the steady state (the median of the last
+third of the post-shift epochs); the recovery (on that curve: planning epochs from the
+shift's until the latency is back within 10% of the steady state after its worst epoch among
+the first six); the mean latency and normalized Jain over `window_epochs` epochs after the
+shift; and how often memory made the planner re-plan early.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from edgeagents.scenario import CityEvent, DemandShift, Scenario
+
+MemoryMode = Literal["off", "cold", "warm"]
+SHIFTS = ("surge", "site-failure", "demand-move")
+RECOVERY_BAND = 0.10
+WARMUP_SEED_OFFSET = 1000
+
+
+class AdaptationSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    duration_s: float = Field(default=720.0, gt=0, description="Arrival horizon of an episode.")
+    shift_at_s: float = Field(
+        default=255.0, gt=0, description="When the shift happens (mid-epoch: not at a boundary)."
+    )
+    planning_epoch_s: float = Field(default=30.0, gt=0)
+    window_epochs: int = Field(
+        default=6, ge=1, description="Epochs after the shift that the post-shift mean covers."
+    )
+    surge_factor: float = Field(default=1.8, gt=1)
+    seed: int = 0
+
+
+def shift_scenario(base: Scenario, shift: str, settings: AdaptationSettings) -> Scenario:
+    """The base scenario with the adaptation's control period and one shift."""
+    if shift not in SHIFTS:
+        raise ValueError(f"shift {shift!r}: expected one of {', '.join(SHIFTS)}")
+    at = settings.shift_at_s
+    workload = base.workload
+    events = list(base.events)
+    if shift == "surge":
+        top = max(workload.demands, key=lambda d: d.arrivals.rate_per_s)
+        extra = DemandShift(at_s=at, model=top.model, factor=settings.surge_factor)
+        workload = workload.model_copy(update={"shifts": [*workload.shifts, extra]})
+    elif shift == "site-failure":
+        site = max(base.sites, key=lambda s: sum(g.count * _memory(base, g.type) for g in s.gpus))
+        events.append(CityEvent(at_s=at, kind="site_down", site=site.name))
+    else:
+        cells = sorted(base.cells, key=lambda c: c.users)
+        moves = [DemandShift(at_s=at, cell=c.name, factor=6.0) for c in cells[:2]]
+        moves.append(DemandShift(at_s=at, cell=cells[-1].name, factor=0.3))
+        workload = workload.model_copy(update={"shifts": [*workload.shifts, *moves]})
+    control = base.control.model_copy(update={"planning_epoch_s": settings.planning_epoch_s})
+    return base.model_copy(
+        update={
+            "name": f"{base.name}-{shift}",
+            "workload": workload,
+            "events": events,
+            "control": control,
+            "duration_s": settings.duration_s,
+        }
+    )
+
+
+def _memory(scenario: Scenario, gpu_type: str) -> float:
+    return scenario.gpu_catalogue[gpu_type].memory_gb
+
+
+def describe_shift(scenario: Scenario, shift: str, settings: AdaptationSettings) -> str:
+    sc = shift_scenario(scenario, shift, settings)
+    if shift == "site-failure":
+        return f"site {sc.events[-1].site} down at {settings.shift_at_s:g} s"
+    moved = sc.workload.shifts[-1] if shift == "surge" else sc.workload.shifts[-3:]
+    if shift == "surge":
+        return f"{moved.model} demand x{moved.factor:g} at {settings.shift_at_s:g} s"
+    return "users move: " + ", ".join(f"{m.cell} x{m.factor:g}" for m in moved)
+
+
+class EpisodeJob(BaseModel):
+    """One episode, as handed to its process."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scenario: Scenario
+    shift: str
+    memory: MemoryMode | Literal["warm-up"]
+    llm: str
+    seed: int
+    store: str | None = None
+    settings: AdaptationSettings
+
+
+class EpisodeCurve(BaseModel):
+    """What one episode measured."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epoch_mean_latency_s: list[float | None]
+    latency_s: list[float | None] = Field(description="Per prompt, None if refused.")
+    model_index: list[int]
+    arrival_s: list[float]
+    references_s: dict[str, float]
+    plans: int
+    early_plans: int
+    stored: int = 0
+    wall_s: float
+    lm_paths: dict[str, float] = Field(default_factory=dict)
+
+
+def run_job(job: EpisodeJob) -> EpisodeCurve:
+    """Run one episode (in the calling process)."""
+    from collections import Counter
+
+    from edgeagents.bounds import reference_s, standalone_matrix_s
+    from edgeagents.driver import run_episode
+    from edgeagents.experiment import agents_policy
+    from edgeagents.llm import create_chat_model
+    from edgeagents.lmconfig import AGENTS, resolve_lm_config
+    from edgeagents.workload import generate_workload
+
+    sc = job.scenario
+    started = time.perf_counter()
+    lm = resolve_lm_config(llm=job.llm)
+    models = {a: create_chat_model(getattr(lm, a)) for a in AGENTS}
+    store = None
+    if job.memory != "off":
+        from memory.store import ExperienceStore
+
+        store = ExperienceStore(job.store)
+    policy = agents_policy(
+        lm, models, memory=store, thread_id=f"{job.shift}-{job.memory}-{job.seed}"
+    )
+    workload = generate_workload(sc, duration_s=sc.duration_s, seed=job.seed)
+    run = run_episode(sc, workload, policy, seed=job.seed)
+    lat = run.outcomes.latency_s
+    epoch_s = sc.control.planning_epoch_s
+    epochs = int(np.ceil(sc.duration_s / epoch_s))
+    which = np.minimum((workload.arrival_s // epoch_s).astype(int), epochs - 1)
+    means: list[float | None] = []
+    for e in range(epochs):
+        sel = (which == e) & ~np.isnan(lat)
+        means.append(float(lat[sel].mean()) if sel.any() else None)
+    plans = [d.plan for d in run.decisions if d.plan is not None]
+    paths = Counter(r.path for d in run.decisions for r in d.records if r.agent == "planner")
+    n_paths = sum(paths.values()) or 1
+    refs = reference_s(sc, workload, standalone_matrix_s(sc, workload))
+    return EpisodeCurve(
+        epoch_mean_latency_s=means,
+        latency_s=[None if np.isnan(x) else float(x) for x in lat],
+        model_index=[int(m) for m in workload.model],
+        arrival_s=[float(a) for a in workload.arrival_s],
+        references_s=refs,
+        plans=len(plans),
+        early_plans=len(plans) - len({p.epoch for p in plans}),
+        stored=store.count() if store is not None else 0,
+        wall_s=time.perf_counter() - started,
+        lm_paths={p: n / n_paths for p, n in sorted(paths.items())},
+    )
+
+
+def run_in_new_process(job: EpisodeJob) -> EpisodeCurve:
+    """Run one episode in a new Python process (`python -m edgeagents.adaptation JOB OUT`),
+    so a store is really reopened from disk."""
+    with tempfile.TemporaryDirectory(prefix="edgeagents-job-") as tmp:
+        job_path, out_path = Path(tmp) / "job.json", Path(tmp) / "curve.json"
+        job_path.write_text(job.model_dump_json())
+        proc = subprocess.run(
+            [sys.executable, "-m", "edgeagents.adaptation", str(job_path), str(out_path)],
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode != 0 or not out_path.is_file():
+            lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+            why = lines[-1] if lines else f"exit code {proc.returncode}"
+            raise RuntimeError(f"episode {job.shift}/{job.memory}/{job.llm}: {why}")
+        return EpisodeCurve.model_validate_json(out_path.read_text())
+
+
+class VariantResult(BaseModel):
+    """One row of the report (the JSON's `variants`): one (shift, memory, llm) over the seeds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    memory: MemoryMode
+    llm: str
+    shift: str
+    seeds: list[int]
+    recovery_epochs: int | None = Field(
+        description="On the seed-averaged curve: planning epochs from the shift's until the "
+        "latency is back within 10% of the steady state after its worst epoch (None: never "
+        "back within the episode)."
+    )
+    recovery_epochs_by_seed: list[int | None]
+    post_shift_mean_latency_s: float | None = Field(
+        description="Mean latency of the prompts arriving in the window after the shift, all "
+        "seeds pooled."
+    )
+    post_shift_mean_latency_s_by_seed: list[float | None]
+    jain: float | None = Field(description="Normalized Jain over the post-shift window.")
+    steady_state_s: float | None
+    refused_after_shift: int
+    early_replans: int = Field(description="Plans made between epochs (memory recalled a shift).")
+    stored_experiences: int = Field(description="Experiences in the store at the end (max).")
+    planner_paths: dict[str, float]
+    epoch_mean_latency_s: list[float | None] = Field(
+        description="Per planning epoch, the mean latency of its prompts, averaged over seeds."
+    )
+    epoch_mean_latency_s_by_seed: list[list[float | None]]
+    wall_s: float
+
+
+class AdaptationReport(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    scenario: str
+    settings: AdaptationSettings
+    shifts: dict[str, str] = Field(description="Shift -> what changes.")
+    variants: list[VariantResult]
+    targets: dict[str, dict[str, bool | None]] = Field(
+        description="(shift, llm) -> warm recovers in at most half the epochs of off; warm's "
+        "post-shift mean latency is lower than off's."
+    )
+
+
+def recovery_epochs(
+    means: Sequence[float | None],
+    shift_epoch: int,
+    *,
+    band: float = RECOVERY_BAND,
+    peak_within: int = 6,
+) -> tuple[int | None, float | None]:
+    """(recovery in planning epochs, steady state). The steady state is the median of the
+    last third of the epochs from the shift's on. The recovery counts the epochs from the
+    shift's until the curve is back within `band` above the steady state after its worst epoch
+    among the first `peak_within` (0 if even that one is within). None: never back."""
+    post = list(means[shift_epoch:])
+    tail = [x for x in post[len(post) - max(1, len(post) // 3) :] if x is not None]
+    if not tail:
+        return None, None
+    steady = float(np.median(tail))
+    limit = steady * (1 + band)
+    early = [(x, k) for k, x in enumerate(post[:peak_within]) if x is not None]
+    if not early:
+        return None, steady
+    worst, peak = max(early)
+    if worst <= limit:
+        return 0, steady
+    for k in range(peak + 1, len(post)):
+        x = post[k]
+        if x is not None and x <= limit:
+            return k, steady
+    return None, steady
+
+
+def score_variant(
+    curves: Sequence[EpisodeCurve],
+    *,
+    seeds: Sequence[int],
+    memory: MemoryMode,
+    llm: str,
+    shift: str,
+    scenario: Scenario,
+    settings: AdaptationSettings,
+) -> VariantResult:
+    """The figures of one variant over its seeds (see `VariantResult`)."""
+    from edgeagents.metrics import jain, jain_rescaled
+
+    epoch_s = settings.planning_epoch_s
+    shift_epoch = int(settings.shift_at_s // epoch_s)
+    end = settings.shift_at_s + settings.window_epochs * epoch_s
+    per_epoch = [
+        [x for x in col if x is not None]
+        for col in zip(*(c.epoch_mean_latency_s for c in curves), strict=True)
+    ]
+    averaged = [float(np.mean(col)) if col else None for col in per_epoch]
+    rec, steady = recovery_epochs(averaged, shift_epoch)
+    pooled: list[np.ndarray] = []
+    by_seed: list[float | None] = []
+    by_model: dict[int, list[np.ndarray]] = {}
+    refused = 0
+    for c in curves:
+        lat = np.array([np.nan if x is None else x for x in c.latency_s])
+        arr, mi = np.array(c.arrival_s), np.array(c.model_index)
+        window = (arr >= settings.shift_at_s) & (arr < end)
+        served = window & ~np.isnan(lat)
+        refused += int((window & np.isnan(lat)).sum())
+        pooled.append(lat[served])
+        by_seed.append(float(lat[served].mean()) if served.any() else None)
+        for k in range(len(scenario.models)):
+            by_model.setdefault(k, []).append(lat[served & (mi == k)])
+    all_served = np.concatenate(pooled) if pooled else np.array([])
+    refs = curves[0].references_s
+    speeds = []
+    for k, m in enumerate(scenario.models):
+        lat_k = np.concatenate(by_model.get(k, [np.array([])]))
+        if lat_k.size and refs.get(m.name):
+            speeds.append(refs[m.name] / float(lat_k.mean()))
+    paths: dict[str, float] = {}
+    for c in curves:
+        for p, share in c.lm_paths.items():
+            paths[p] = paths.get(p, 0.0) + share / len(curves)
+    return VariantResult(
+        memory=memory,
+        llm=llm,
+        shift=shift,
+        seeds=list(seeds),
+        recovery_epochs=rec,
+        recovery_epochs_by_seed=[
+            recovery_epochs(c.epoch_mean_latency_s, shift_epoch)[0] for c in curves
+        ],
+        post_shift_mean_latency_s=float(all_served.mean()) if all_served.size else None,
+        post_shift_mean_latency_s_by_seed=by_seed,
+        jain=jain_rescaled(jain(speeds), len(speeds)) if speeds else None,
+        steady_state_s=steady,
+        refused_after_shift=refused,
+        early_replans=sum(c.early_plans for c in curves),
+        stored_experiences=max(c.stored for c in curves),
+        planner_paths=paths,
+        epoch_mean_latency_s=averaged,
+        epoch_mean_latency_s_by_seed=[c.epoch_mean_latency_s for c in curves],
+        wall_s=sum(c.wall_s for c in curves),
+    )
+
+
+def run_adaptation(
+    base: Scenario,
+    *,
+    shifts: Sequence[str] = SHIFTS,
+    llms: Sequence[str] = ("local", "none"),
+    settings: AdaptationSettings | None = None,
+    seeds: int = 1,
+    jobs: int = 1,
+    workdir: Path | None = None,
+    on_episode: Callable[[str], None] | None = None,
+    runner: Callable[[EpisodeJob], EpisodeCurve] = run_in_new_process,
+) -> AdaptationReport:
+    """Per shift and LM: a warm-up episode (memory on, another seed) fills a store; then, on
+    each of `seeds` evaluation seeds, off, cold (a fresh store) and warm (a copy of the
+    warm-up's store) run, each episode in a new process, `jobs` at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    settings = settings or AdaptationSettings()
+    own_dir = workdir is None
+    root = Path(tempfile.mkdtemp(prefix="edgeagents-adapt-")) if own_dir else Path(workdir)
+    eval_seeds = [settings.seed + i for i in range(seeds)]
+    pairs = [(shift, llm) for shift in shifts for llm in llms]
+    scenarios = {shift: shift_scenario(base, shift, settings) for shift in shifts}
+
+    def tag(shift: str, llm: str) -> str:
+        return f"{shift}-{llm.replace(':', '_').replace('/', '_')}"
+
+    def job(shift: str, llm: str, mode: str, seed: int, store: Path | None) -> EpisodeJob:
+        return EpisodeJob(
+            scenario=scenarios[shift], shift=shift, memory=mode, llm=llm, seed=seed,
+            store=str(store) if store else None, settings=settings,
+        )  # fmt: skip
+
+    def execute(j: EpisodeJob) -> EpisodeCurve:
+        if on_episode is not None:
+            on_episode(f"{j.shift} / llm {j.llm} / memory {j.memory} / seed {j.seed}")
+        return runner(j)
+
+    curves: dict[tuple[str, str, str, int], EpisodeCurve] = {}
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            warmups = []
+            for shift, llm in pairs:
+                store = root / f"{tag(shift, llm)}-warm-up"
+                shutil.rmtree(store, ignore_errors=True)
+                seed = settings.seed + WARMUP_SEED_OFFSET
+                warmups.append(pool.submit(execute, job(shift, llm, "warm-up", seed, store)))
+            for f in warmups:
+                f.result()
+            todo = {}
+            for shift, llm in pairs:
+                warm_up = root / f"{tag(shift, llm)}-warm-up"
+                for seed in eval_seeds:
+                    cold = root / f"{tag(shift, llm)}-cold-{seed}"
+                    warm = root / f"{tag(shift, llm)}-warm-{seed}"
+                    for d in (cold, warm):
+                        shutil.rmtree(d, ignore_errors=True)
+                    shutil.copytree(warm_up, warm)
+                    for mode, store in (("off", None), ("cold", cold), ("warm", warm)):
+                        todo[(shift, llm, mode, seed)] = pool.submit(
+                            execute, job(shift, llm, mode, seed, store)
+                        )
+            curves = {key: f.result() for key, f in todo.items()}
+    finally:
+        if own_dir:
+            shutil.rmtree(root, ignore_errors=True)
+    variants: list[VariantResult] = []
+    targets: dict[str, dict[str, bool | None]] = {}
+    for shift, llm in pairs:
+        rows: dict[str, VariantResult] = {}
+        for mode in ("off", "cold", "warm"):
+            rows[mode] = score_variant(
+                [curves[(shift, llm, mode, s)] for s in eval_seeds], seeds=eval_seeds,
+                memory=mode, llm=llm, shift=shift, scenario=scenarios[shift], settings=settings,
+            )  # fmt: skip  # type: ignore[arg-type]
+        variants += rows.values()
+        targets[f"{shift}/{llm}"] = compare_targets(rows["off"], rows["warm"])
+    return AdaptationReport(
+        scenario=base.name,
+        settings=settings,
+        shifts={s: describe_shift(base, s, settings) for s in shifts},
+        variants=variants,
+        targets=targets,
+    )
+
+
+def compare_targets(off: VariantResult, warm: VariantResult) -> dict[str, bool | None]:
+    """The issue's targets for one (shift, llm): None where a figure is missing."""
+    r_off, r_warm = off.recovery_epochs, warm.recovery_epochs
+    if r_off is None and r_warm is None:
+        half = None
+    else:
+        half = r_warm is not None and (r_off is None or 2 * r_warm <= r_off)
+    l_off, l_warm = off.post_shift_mean_latency_s, warm.post_shift_mean_latency_s
+    lower = None if l_off is None or l_warm is None else l_warm < l_off
+    return {"warm_recovery_at_most_half_of_off": half, "warm_post_shift_latency_lower": lower}
+
+
+def write_adaptation_plots(report: AdaptationReport, out_dir: Path) -> list[Path]:
+    """One PNG per shift: mean latency per planning epoch, a line per (memory, llm)."""
+    from edgeagents.plots import _pyplot, _save
+
+    plt = _pyplot()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    epoch_s = report.settings.planning_epoch_s
+    paths = []
+    for shift, what in report.shifts.items():
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        for v in report.variants:
+            if v.shift != shift:
+                continue
+            xs = [(k + 0.5) * epoch_s for k in range(len(v.epoch_mean_latency_s))]
+            ys = [np.nan if y is None else y for y in v.epoch_mean_latency_s]
+            style = "-" if v.llm != "none" else "--"
+            rec = "never" if v.recovery_epochs is None else v.recovery_epochs
+            ax.plot(xs, ys, style, marker=".", label=f"{v.memory}, llm {v.llm} (recovery {rec})")
+        ax.axvline(report.settings.shift_at_s, color="grey", lw=1)
+        ax.set_xlabel(f"arrival time, s (planning epochs of {epoch_s:g} s)")
+        ax.set_ylabel("mean latency of the epoch's prompts, s")
+        ax.set_title(f"{report.scenario}: {what}")
+        ax.set_yscale("log")
+        ax.legend(fontsize=8)
+        paths.append(_save(fig, out_dir / f"adaptation-{shift}.png", plt))
+    return paths
+
+
+if __name__ == "__main__":
+    job_file, out_file = sys.argv[1:3]
+    curve = run_job(EpisodeJob.model_validate_json(Path(job_file).read_text()))
+    Path(out_file).write_text(curve.model_dump_json())

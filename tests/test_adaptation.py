@@ -1,0 +1,188 @@
+"""Memory on sharp shifts: detection, the moves to a remembered placement, the recall that
+re-plans early (scripted chat model for the graph wiring), and `edgeagents bench adaptation`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("chromadb", reason="needs the `memory` extra")
+pytest.importorskip("langgraph", reason="needs the `agents` extra")
+
+import yaml
+from conftest import TINY, tiny_scenario
+from scripted import ScriptedChatModel
+
+from edgeagents.adaptation import recovery_epochs
+from edgeagents.city import SimulatedCity
+from edgeagents.driver import run_episode
+from edgeagents.policies import ROUTERS
+from edgeagents.state import Forecast
+from edgeagents.tools import placement_actions, placement_of
+from edgeagents.twin import forecast_demand
+from edgeagents.workload import generate_workload
+from graphs.controller import AgentsController
+from memory.experience import detect_shifts
+from memory.store import ExperienceStore
+
+ROOT = Path(__file__).resolve().parents[1]
+MARK = "Past situations like this one"
+SHIFTED = dict(
+    placement={"a": ["llm"], "b": ["llm"]},
+    control={"tick_s": 5, "planning_epoch_s": 15, "drain_limit_s": 30},
+    duration_s=75,
+    workload={"demands": [{"model": "llm", "arrivals": {"rate_per_s": 30.0}}]},
+    events=[{"at_s": 20, "kind": "site_down", "site": "b"}],
+)
+
+
+def observed(scenario, t: float = 10.0):
+    city = SimulatedCity(scenario, generate_workload(scenario, seed=1), ROUTERS.create("greedy"))
+    city.advance(t)
+    return city.observe()
+
+
+def test_detect_shifts() -> None:
+    sc = tiny_scenario(**SHIFTED)
+    t = observed(sc)
+    steady = forecast_demand(t)
+    assert detect_shifts(t, steady) == []
+    half = Forecast(
+        rates_per_s={m: r / 2 for m, r in steady.rates_per_s.items()},
+        cell_weights=steady.cell_weights,
+    )
+    assert detect_shifts(t, half) == ["surge llm"]
+    elsewhere = steady.model_copy(update={"cell_weights": {"gone": 1.0}})
+    assert detect_shifts(t, elsewhere) == ["demand moved to a"]
+    down = t.model_copy(
+        update={"sites": [s.model_copy(update={"up": s.site != "b"}) for s in t.sites]}
+    )
+    assert detect_shifts(down, steady) == ["site b down"]
+    assert detect_shifts(down, None) == ["site b down"]
+
+
+def test_placement_actions_reach_the_target_where_they_can() -> None:
+    sc = tiny_scenario(**SHIFTED)
+    t = observed(sc)
+    assert placement_of(t) == {"a": ["llm"], "b": ["llm"], "c": []}
+    moves = placement_actions({"a": [], "b": ["llm", "llm"], "zz": ["llm"]}, t, sc)
+    assert [(a.op, a.site) for a in moves] == [("unload", "a"), ("load", "b")]
+    assert moves[1].gpu_index == 0, "the second llm fits beside the first on b's H200"
+    down = t.model_copy(
+        update={"sites": [s.model_copy(update={"up": s.site != "b"}) for s in t.sites]}
+    )
+    assert placement_actions({"b": ["llm", "llm"]}, down, sc) == [], "b is down"
+    assert placement_actions(placement_of(t), t, sc) == [], "already there"
+
+
+def test_recovery_epochs() -> None:
+    means = [5, 5, 5, 20, 15, 6, 5.2, 5, 5, 5, 5, 5.1]
+    assert recovery_epochs(means, 3) == (3, 5.0)
+    assert recovery_epochs([5, 5, 5, 5, 5], 2) == (0, 5.0)
+    late = [5, 5, 8, 14, 16, 9, 9, 9]  # the backlog builds after the shift, then clears
+    assert recovery_epochs(late, 2) == (3, 9.0)
+    bump = [5, 5, 20, 9, 9, 12, 9, 9, 9]  # a later bump is not the shift's
+    assert recovery_epochs(bump, 2) == (1, 9.0)
+    assert recovery_epochs([5, None, 30, None, 5, 5], 2) == (2, 5.0)
+    assert recovery_epochs([5, 5, None, None], 2) == (None, None)
+
+
+def episode(store, seed: int) -> tuple[ScriptedChatModel, object]:
+    sc = tiny_scenario(**SHIFTED)
+    model = ScriptedChatModel(replies=['{"choice": 0, "rationale": "scripted"}'])
+    controller = AgentsController(model, memory=store, thread_id=f"t{seed}")
+    run = run_episode(
+        sc, generate_workload(sc, seed=seed), (ROUTERS.create("weighted"), controller),
+        seed=seed, charge_decision_time=False,
+    )  # fmt: skip
+    return model, run
+
+
+def early_plans(run) -> int:
+    plans = [d.plan for d in run.decisions if d.plan is not None]
+    return len(plans) - len({p.epoch for p in plans})
+
+
+def prompts(model: ScriptedChatModel, agent: str) -> list[str]:
+    return [str(call[-1].content) for call in model.seen if agent in str(call[0].content)]
+
+
+def test_a_remembered_shift_replans_at_once(tmp_path: Path) -> None:
+    store = ExperienceStore(tmp_path / "mem")
+    _, cold = episode(store, seed=3)
+    assert early_plans(cold) == 0, "nothing remembered yet: wait for the epoch"
+    shifts = [e for e in store.all() if e.kind == "shift"]
+    assert [e.shift for e in shifts] == ["site b down"]
+    assert shifts[0].placement and "b" not in {s for s, ms in shifts[0].placement.items() if ms}
+    assert shifts[0].demand["llm"] > 0 and shifts[0].action.startswith("settled on")
+
+    reopened = ExperienceStore(tmp_path / "mem")
+    model, warm = episode(reopened, seed=4)
+    assert early_plans(warm) >= 1, "the recalled shift made the planner re-plan between epochs"
+    early = [d for d in warm.decisions if d.plan is not None and 20 <= d.time_s < 30]
+    assert early, "re-planned right after the failure at 20 s"
+
+    model, off = episode(None, seed=4)
+    assert early_plans(off) == 0
+    assert not any(MARK in p for p in prompts(model, "Scheduler") + prompts(model, "Planner"))
+
+
+def test_bench_adaptation_cli(tmp_path: Path) -> None:
+    data = yaml.safe_load(TINY)
+    data.update(
+        placement={"a": ["llm"], "b": ["llm"]},
+        control={"tick_s": 2, "drain_limit_s": 30},
+        workload={"demands": [{"model": "llm", "arrivals": {"rate_per_s": 20.0}}]},
+    )
+    scenario = tmp_path / "tiny.yaml"
+    scenario.write_text(yaml.safe_dump(data))
+    out = tmp_path / "adapt.json"
+    cmd = [sys.executable, "-m", "edgeagents", "bench", "adaptation", "--scenario", str(scenario),
+           "--llm", "none", "--shifts", "site-failure", "--duration", "90", "--shift-at", "45",
+           "--epoch", "10", "--seeds", "1", "--json", str(out), "--plots",
+           str(tmp_path / "plots")]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(out.read_text())
+    rows = {v["memory"]: v for v in report["variants"]}
+    assert set(rows) == {"off", "cold", "warm"}
+    for v in rows.values():
+        assert {"memory", "llm", "shift", "recovery_epochs", "post_shift_mean_latency_s",
+                "jain"} <= set(v)  # fmt: skip
+        assert v["llm"] == "none" and v["shift"] == "site-failure"
+    assert rows["off"]["early_replans"] == 0 and rows["off"]["stored_experiences"] == 0
+    assert rows["cold"]["stored_experiences"] > 0
+    assert rows["warm"]["early_replans"] >= 1, "the warm-up's shift was recalled"
+    assert (tmp_path / "plots" / "adaptation-site-failure.png").stat().st_size > 0
+
+    bad = subprocess.run(
+        [sys.executable, "-m", "edgeagents", "bench", "adaptation", "--shifts", "meteor"],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+    assert "meteor" in bad.stderr
+
+
+def test_the_scheduler_sees_recalled_shifts_only_on_a_shift() -> None:
+    from edgeagents.scenario import load_scenario
+    from edgeagents.scheduler import create_scheduler
+
+    sc = load_scenario("bristol")
+    t = observed(sc, 60.0)
+    config = {"configurable": {"scenario": sc}}
+    line = "- settled on placement temple-meads: llama-3.1-8b -> mean latency 3.00 s"
+    seen = {}
+    for label, extra in (
+        ("shift", {"shift": "site clifton down", "recalled": [line]}),
+        ("calm", {}),
+    ):
+        model = ScriptedChatModel(replies=['{"choice": 0, "rationale": "scripted"}'])
+        create_scheduler(model, scenario=sc)({"telemetry": t, "cycle": 1, **extra}, config)
+        seen[label] = prompts(model, "Scheduler")
+    assert seen["shift"] and seen["calm"], "two routing options differ: the LM is asked"
+    assert MARK in seen["shift"][0] and line in seen["shift"][0]
+    assert MARK not in seen["calm"][0]
