@@ -376,9 +376,10 @@ class Gateway:
         model: str,
         payload: dict[str, Any],
         bytes_in: float,
-        render: Callable[[dict[str, Any], dict[str, Any]], tuple[Response, float]],
+        render: Callable[[dict[str, Any]], tuple[dict[str, Any] | str, float]],
     ) -> Response:
-        """Call, render, add the result's way back, and record telemetry either way."""
+        """Call, render the body, add the result's way back, record telemetry either way; the
+        answer carries the facts (site, backend, weights, timings) under `x_edgeagents`."""
         t0 = time.perf_counter()
         cell = self._cell(request)
         facts: dict[str, Any] = {}
@@ -393,13 +394,15 @@ class Gateway:
                 }
             )
             facts.update(queue_s=reply["queue_s"], infer_s=reply["infer_s"])
-            response, bytes_out = render(reply["result"], facts)
+            body, bytes_out = render(reply["result"])
             down = self._delay_s(cell, facts["site"], bytes_out, up=False)
             if down:
                 await asyncio.sleep(down)
             facts["network_s"] += down
             self._record(model, cell, t0, 200, "served", None, facts)
-            return response
+            if isinstance(body, str):
+                return PlainTextResponse(body)
+            return JSONResponse({**body, "x_edgeagents": {**facts, "model": model}})
         except OpenAIError as e:
             failed = e.code in ("replica_failed", "timeout")
             outcome: Outcome = "failed" if failed else "refused"
@@ -494,7 +497,7 @@ class Gateway:
                 payload["seed"] = req.seed
         bytes_in = sum(len(_text_of(m.content)) for m in req.messages) + sum(map(len, images))
 
-        def render(result: dict[str, Any], facts: dict[str, Any]) -> tuple[Response, float]:
+        def render(result: dict[str, Any]) -> tuple[dict[str, Any] | str, float]:
             text = result.get("text", "")
             completion = int(result.get("completion_tokens", 0))
             prompt_tokens = int(result.get("prompt_tokens", 0))
@@ -515,9 +518,8 @@ class Gateway:
                     "completion_tokens": completion,
                     "total_tokens": prompt_tokens + completion,
                 },
-                "x_edgeagents": facts,
             }
-            return JSONResponse(body), float(len(text.encode()))
+            return body, float(len(text.encode()))
 
         return await self._serve(request, req.model, payload, bytes_in, render)
 
@@ -550,14 +552,13 @@ class Gateway:
             "steps": req.num_inference_steps,
         }
 
-        def render(result: dict[str, Any], facts: dict[str, Any]) -> tuple[Response, float]:
+        def render(result: dict[str, Any]) -> tuple[dict[str, Any] | str, float]:
             images = result["images_b64"]
             body = {
                 "created": int(time.time()),
                 "data": [{"b64_json": b, "revised_prompt": None} for b in images],
-                "x_edgeagents": {**facts, "model": model},
             }
-            return JSONResponse(body), float(sum(len(b) * 3 / 4 for b in images))
+            return body, float(sum(len(b) * 3 / 4 for b in images))
 
         return await self._serve(request, model, payload, len(req.prompt), render)
 
@@ -593,14 +594,14 @@ class Gateway:
         payload = {"audio_f32": audio.tobytes(), "max_tokens": 16}
         seconds = audio.size / 16_000
 
-        def render(result: dict[str, Any], facts: dict[str, Any]) -> tuple[Response, float]:
+        def render(result: dict[str, Any]) -> tuple[dict[str, Any] | str, float]:
             text = result["text"]
             if fmt == "text":
-                return PlainTextResponse(text), float(len(text))
-            body: dict[str, Any] = {"text": text, "x_edgeagents": {**facts, "model": model}}
+                return text, float(len(text))
+            body: dict[str, Any] = {"text": text}
             if fmt == "verbose_json":
                 body.update(task="transcribe", language="en", duration=seconds, segments=[])
-            return JSONResponse(body), float(len(text))
+            return body, float(len(text))
 
         return await self._serve(request, model, payload, len(data), render)
 
