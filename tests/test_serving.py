@@ -108,7 +108,12 @@ def city(tmp_path_factory: pytest.TempPathFactory) -> Any:
             }
         )
         handle = deploy_city(config)
-        yield {"url": f"http://127.0.0.1:{port}", "handle": handle, "scenario": path}
+        yield {
+            "url": f"http://127.0.0.1:{port}",
+            "handle": handle,
+            "scenario": path,
+            "config": config,
+        }
     finally:
         try:
             serve.shutdown()
@@ -402,3 +407,87 @@ def test_killed_replica_is_restarted_and_every_request_is_accounted(
     after = server.stats.remote().result(timeout_s=30)
     assert after["pid"] != before["pid"]
     assert after["replica"] != before["replica"]
+
+
+# ---- the Environment protocol over Serve (runs last: it changes the placement) ---------------
+
+
+def _png_data_url() -> str:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 30), (200, 30, 30)).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def test_ray_serve_city_applies_a_decision_and_routing_follows(
+    city: dict[str, Any], client: Any, http: Any
+) -> None:
+    from edgeagents.env import Environment
+    from edgeagents.state import Decision, DeploymentAction, RoutingPolicy, SiteWeight
+    from serving.city import RayServeCity
+
+    env = RayServeCity(city["config"], deploy=False)
+    assert isinstance(env, Environment)
+    before = env.observe()
+    assert {(r.deployment.site, r.deployment.model) for r in before.replicas} == {
+        ("a", "chat"),
+        ("a", "asr"),
+        ("b", "chat"),
+        ("b", "sd"),
+    }
+    decision = Decision(
+        time_s=env.now,
+        routing=RoutingPolicy(routes={"chat": [SiteWeight(site="a", weight=1.0)]}),
+        actions=[
+            DeploymentAction(site="b", model="vlm", op="load"),  # the L4 already holds chat
+            DeploymentAction(site="a", model="vlm", op="load"),
+            DeploymentAction(site="b", model="sd", op="unload"),
+            DeploymentAction(site="b", model="asr", op="unload"),  # not there
+        ],
+    )
+    report = env.apply(decision)
+    assert [(a.site, a.model, a.op) for a in report.applied] == [
+        ("b", "sd", "unload"),
+        ("a", "vlm", "load"),
+    ]
+    reasons = {(r.action.site, r.action.model): r.reason for r in report.refused}
+    assert "GB" in reasons[("b", "vlm")]
+    assert "no replica" in reasons[("b", "asr")]
+    (loaded_s,) = report.load_s.values()
+    assert 0 < loaded_s < 180
+
+    r = client.chat.completions.create(
+        model="vlm",
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "What is in the picture?"},
+                    {"type": "image_url", "image_url": {"url": _png_data_url()}},
+                ],
+            }
+        ],
+        max_tokens=4,
+    )
+    facts = r.model_extra["x_edgeagents"]
+    assert (facts["site"], facts["backend"], facts["synthetic_weights"]) == ("a", "vlm", True)
+    gone = http.post("/v1/images/generations", json={"model": "sd", "prompt": "x"})
+    assert gone.status_code == 503
+    assert gone.json()["error"]["code"] == "model_not_deployed"
+    sites = {
+        client.chat.completions.create(
+            model="chat", messages=[{"role": "user", "content": "hi"}], max_tokens=2
+        ).model_extra["x_edgeagents"]["site"]
+        for _ in range(3)
+    }
+    assert sites == {"a"}
+
+    after = env.observe()
+    placed = {(r.deployment.site, r.deployment.model) for r in after.replicas}
+    assert ("a", "vlm") in placed and ("b", "sd") not in placed
+    chat = next(m for m in after.models if m.model == "chat")
+    assert chat.served >= 3 and chat.replicas == 2 and chat.p50_latency_s > 0
+    site_b = next(s for s in after.sites if s.site == "b")
+    assert site_b.loaded_models == ["chat"]
+    assert site_b.gpus[0].free_memory_gb > before.sites[1].gpus[0].free_memory_gb
