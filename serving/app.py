@@ -31,6 +31,7 @@ from serving.config import (
     CityAppConfig,
     GatewayConfig,
     ModelServerConfig,
+    site_resource,
 )
 from serving.gateway import Gateway, OpenAIError, _validate
 from serving.server import ModelServer
@@ -164,10 +165,31 @@ def server_configs(city: CityAppConfig) -> list[ModelServerConfig]:
     return out
 
 
+def missing_sites(sites: list[str]) -> list[str]:
+    """Sites whose `site-<name>` resource no Ray node offers (a server pinned there would wait
+    for ever)."""
+    import ray
+
+    have = ray.cluster_resources()
+    return [s for s in dict.fromkeys(sites) if have.get(site_resource(s), 0) <= 0]
+
+
+def site_resources_hint(sites: list[str]) -> str:
+    """How to give a node those sites."""
+    spec = ", ".join(f'"{site_resource(s)}": 1' for s in sites)
+    return f"start a Ray node with: ray start --resources '{{{spec}}}'"
+
+
 def deploy_city(city: CityAppConfig | dict[str, Any]) -> Any:
     """Run every server app and the gateway (route prefix `/`) together, wait until all are
-    RUNNING; the gateway's handle."""
+    RUNNING; the gateway's handle. Raises ValueError first if a site has no Ray node."""
     city = CityAppConfig.model_validate(city)
+    missing = missing_sites([cfg.site for cfg in server_configs(city)])
+    if missing:
+        raise ValueError(
+            f"no Ray node offers the resource of site(s) {', '.join(missing)}: "
+            + site_resources_hint(missing)
+        )
     targets = [
         RunTarget(target=build_model_server_app(cfg), name=cfg.app_name, route_prefix=None)
         for cfg in server_configs(city)

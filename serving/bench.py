@@ -1,10 +1,14 @@
 """Gateway overhead: the same request through the gateway (HTTP, routing, telemetry) and as a
 direct deployment-handle call to the same model server, interleaved, on loopback.
 
-    python -m serving.bench --url http://127.0.0.1:8000 --address auto --n 200
+    python -m serving.bench --local --n 200            # its own local Ray, one site
+    python -m serving.bench --url http://127.0.0.1:8000 --address auto   # a running city
 
-needs a running city (e.g. `serve deploy serving/config.yaml`) with a text-to-image server;
-its tiny synthetic model at 8x8 px and one step keeps the model's own time small.
+The request goes to a text-to-image server whose tiny synthetic model at 8x8 px and one step
+keeps the model's own time small. With `RAY_SERVE_ENABLE_HA_PROXY=1` and
+`RAY_SERVE_ENABLE_DIRECT_INGRESS=1` in the environment of the Ray cluster (Ray 2.60 feature
+flags: HAProxy in front of the ingress replica, no Python proxy hop), the gateway path saves
+one actor hop.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ class OverheadReport(BaseModel):
     direct_p99_ms: float
     overhead_p50_ms: float = Field(description="gateway p50 - direct p50.")
     overhead_p99_ms: float = Field(description="gateway p99 - direct p99.")
+    http_noop_p50_ms: float = Field(description="GET /healthz through proxy and gateway.")
+    direct_ingress: bool = Field(description="RAY_SERVE_ENABLE_DIRECT_INGRESS and HA_PROXY.")
 
 
 def measure_overhead(
@@ -49,9 +55,13 @@ def measure_overhead(
     direct_req = {"prompt": "a bridge", "n": 1, "size_px": 8, "steps": 1}
     # Route only to `site`, as the direct call does.
     policy = {"routes": {model: [{"site": site, "weight": 1.0}]}}
-    gw, direct = [], []
+    gw, direct, noop = [], [], []
     with httpx.Client(base_url=url, timeout=60) as http:
         http.put("/admin/routing", json=policy).raise_for_status()
+        for _ in range(warmup + n):
+            t0 = time.perf_counter()
+            http.get("/healthz").raise_for_status()
+            noop.append((time.perf_counter() - t0) * 1e3)
         for i in range(warmup + n):
             t0 = time.perf_counter()
             r = http.post("/v1/images/generations", json=body)
@@ -74,6 +84,11 @@ def measure_overhead(
         direct_p99_ms=float(np.percentile(d, 99)),
         overhead_p50_ms=float(np.percentile(g, 50) - np.percentile(d, 50)),
         overhead_p99_ms=float(np.percentile(g, 99) - np.percentile(d, 99)),
+        http_noop_p50_ms=float(np.percentile(noop[warmup:], 50)),
+        direct_ingress=all(
+            os.environ.get(v) == "1"
+            for v in ("RAY_SERVE_ENABLE_DIRECT_INGRESS", "RAY_SERVE_ENABLE_HA_PROXY")
+        ),
     )
 
 
@@ -84,14 +99,38 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--model", default="stable-diffusion-1.5")
     p.add_argument("--site", default="harbourside")
     p.add_argument("--n", type=int, default=200)
+    p.add_argument("--local", action="store_true", help="Start a local Ray and the city here.")
+    p.add_argument("--port", type=int, default=8000, help="Serve's HTTP port with --local.")
     args = p.parse_args(argv)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import ray
 
-    ray.init(address=args.address, log_to_driver=False)
+    url = args.url
+    if args.local:
+        from ray import serve
+
+        from serving.app import deploy_city
+        from serving.config import site_resource
+
+        ray.init(
+            address="local",
+            num_cpus=8,
+            resources={site_resource(args.site): 1},
+            include_dashboard=False,
+            log_to_driver=False,
+        )
+        serve.start(http_options={"host": "127.0.0.1", "port": args.port})
+        deploy_city({"gateway": {"placement": {args.site: [args.model]}}})
+        url = f"http://127.0.0.1:{args.port}"
+    else:
+        ray.init(address=args.address, log_to_driver=False)
     try:
-        report = measure_overhead(args.url, model=args.model, site=args.site, n=args.n)
+        report = measure_overhead(url, model=args.model, site=args.site, n=args.n)
     finally:
+        if args.local:
+            from ray import serve
+
+            serve.shutdown()
         ray.shutdown()
     out = report.model_dump()
     print(json.dumps(out, indent=2))

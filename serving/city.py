@@ -127,8 +127,12 @@ class RayServeCity:
             self._gateway.set_policy.remote(decision.routing.model_dump()).result(timeout_s=30)
         order = {"unload": 0, "configure": 1, "load": 2}
         loads: list[tuple[DeploymentAction, _Replica]] = []
+        from serving.app import missing_sites, site_resources_hint
+
         for a in sorted(decision.actions, key=lambda a: order[a.op]):
             refusal = self._check(a)
+            if refusal is None and a.op == "load" and missing_sites([a.site]):
+                refusal = f"no Ray node for site {a.site}: " + site_resources_hint([a.site])
             if refusal:
                 refused.append(RefusedAction(action=a, reason=refusal))
                 continue
