@@ -102,12 +102,14 @@ class RayServeCity:
             deploy_city(self.config.model_copy(update={"gateway": self._gateway_config()}))
             self.initial_load_s = time.perf_counter() - t
         self._gateway = serve.get_app_handle(GATEWAY_APP)
+        self._t0 = time.monotonic()  # time 0 is when the city serves
+        self._epoch0 = time.time()
 
     # ---- Environment protocol -------------------------------------------------------------
 
     @property
     def now(self) -> float:
-        """Wall-clock seconds since this object was made."""
+        """Wall-clock seconds since the city started serving."""
         return time.monotonic() - self._t0
 
     def advance(self, until: float) -> None:

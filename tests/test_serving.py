@@ -491,3 +491,28 @@ def test_ray_serve_city_applies_a_decision_and_routing_follows(
     site_b = next(s for s in after.sites if s.site == "b")
     assert site_b.loaded_models == ["chat"]
     assert site_b.gpus[0].free_memory_gb > before.sites[1].gpus[0].free_memory_gb
+
+
+def test_serve_command_runs_the_agents_under_load(city: dict[str, Any], http: Any) -> None:
+    """`edgeagents serve`'s function on the running city: the control graph (fallback only)
+    steers it while the load generator sends the scenario's prompts through the gateway."""
+    from serving.cli import run_serve
+
+    placement = http.get("/admin/telemetry").json()["placement"]
+    lines: list[str] = []
+    report = run_serve(
+        str(city["scenario"]),
+        duration_s=6,
+        rate_per_s=1.5,
+        policy="agents",
+        llm="none",
+        port=int(city["url"].rsplit(":", 1)[1]),
+        placement=placement,
+        start_ray=False,
+        on_line=lines.append,
+    )
+    chat = next(m for m in report.models if m.model == "chat")
+    assert chat.sent >= 3
+    assert chat.served + sum(chat.refused.values()) == chat.sent
+    assert chat.served >= 1 and chat.p50_latency_s > 0
+    assert any(line.startswith("chat ") for line in lines)
