@@ -198,3 +198,8 @@ def deploy_city(city: CityAppConfig | dict[str, Any]) -> Any:
         RunTarget(target=build_gateway_app(city.gateway), name=GATEWAY_APP, route_prefix="/")
     )
     return serve.run_many(targets)[-1]
+
+
+gateway_app = build_gateway_app({})
+"""The default (bristol) gateway as a bound application, for `serve build serving.app:gateway_app`
+(which wants an application, not a builder)."""
