@@ -21,7 +21,7 @@ from serving.config import (
 
 _LAZY = {
     "Gateway": "serving.gateway",
-    "OpenAIError": "serving.gateway",
+    "OpenAIError": "serving.protocol",
     "ModelServer": "serving.server",
     "ServerStats": "serving.server",
     "RayServeCity": "serving.city",

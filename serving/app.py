@@ -33,7 +33,8 @@ from serving.config import (
     ModelServerConfig,
     site_resource,
 )
-from serving.gateway import Gateway, OpenAIError, _validate
+from serving.gateway import Gateway
+from serving.protocol import OpenAIError, validate_request
 from serving.server import ModelServer
 
 logger = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ class GatewayIngress(Gateway):
 
     @api.put("/admin/routing")
     async def _put_routing(self, request: Request) -> Response:
-        policy = _validate(RoutingPolicy, await self._json_body(request))
+        policy = validate_request(RoutingPolicy, await self._json_body(request))
         return JSONResponse(self.set_policy(policy))
 
     @api.get("/admin/telemetry")

@@ -12,17 +12,14 @@ same policy to their share of the traffic.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import json
 import random
 import time
 import uuid
 from collections import deque
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
@@ -36,137 +33,19 @@ from serving.config import (
     server_app_name,
 )
 from serving.engines import EngineError, decode_wav
+from serving.protocol import (
+    ChatCompletionRequest,
+    ImageGenerationRequest,
+    OpenAIError,
+    Outcome,
+    RequestRecord,
+    images_of,
+    text_of,
+    validate_request,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-
-Outcome = Literal["served", "refused", "failed"]
-
-
-class OpenAIError(Exception):
-    """An error answered as OpenAI does: `{"error": {message, type, param, code}}`."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        code: str,
-        type_: str = "invalid_request_error",
-        param: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status, self.message, self.code, self.type, self.param = (
-            status,
-            message,
-            code,
-            type_,
-            param,
-        )
-
-    def response(self) -> JSONResponse:
-        body = {
-            "error": {
-                "message": self.message,
-                "type": self.type,
-                "param": self.param,
-                "code": self.code,
-            }
-        }
-        return JSONResponse(body, status_code=self.status)
-
-
-# --------------------------------------------------------------------------- request schemas
-
-
-class _Req(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-class ChatMessage(_Req):
-    role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[dict[str, Any]] | None = None
-
-
-class ChatCompletionRequest(_Req):
-    model: str = Field(min_length=1)
-    messages: list[ChatMessage] = Field(min_length=1)
-    max_tokens: int | None = Field(default=None, ge=1, le=4096)
-    max_completion_tokens: int | None = Field(default=None, ge=1, le=4096)
-    temperature: float = Field(default=0.7, ge=0, le=2)
-    top_p: float = Field(default=0.95, gt=0, le=1)
-    n: int = Field(default=1, ge=1, le=1, description="One choice per request.")
-    stream: bool = False
-    seed: int | None = None
-    stop: str | list[str] | None = None
-
-
-class ImageGenerationRequest(_Req):
-    prompt: str = Field(min_length=1, max_length=4000)
-    model: str | None = None
-    n: int = Field(default=1, ge=1, le=4)
-    size: str | None = None
-    response_format: Literal["b64_json"] | None = None
-    num_inference_steps: int | None = Field(default=None, ge=1, le=1000)
-
-
-class RequestRecord(BaseModel):
-    """Telemetry of one request through the gateway."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    time_s: float = Field(description="Wall-clock (epoch) seconds when it finished.")
-    model: str
-    site: str | None
-    cell: str | None
-    status: int
-    outcome: Outcome
-    reason: str | None = None
-    latency_s: float = Field(description="Gateway arrival to answer, with emulated network.")
-    network_s: float = 0.0
-    queue_s: float = 0.0
-    infer_s: float = 0.0
-    retries: int = 0
-
-
-def _validate(schema: type[BaseModel], data: Any) -> Any:
-    try:
-        return schema.model_validate(data)
-    except ValidationError as e:
-        err = e.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        raise OpenAIError(400, f"{loc}: {err['msg']}", code="invalid_value", param=loc) from None
-
-
-def _text_of(content: str | list[dict[str, Any]] | None) -> str:
-    if content is None or isinstance(content, str):
-        return content or ""
-    return "\n".join(str(p.get("text", "")) for p in content if p.get("type") == "text")
-
-
-def _images_of(messages: list[ChatMessage]) -> list[bytes]:
-    out = []
-    for m in messages:
-        if not isinstance(m.content, list):
-            continue
-        for part in m.content:
-            if part.get("type") != "image_url":
-                continue
-            url = (part.get("image_url") or {}).get("url", "")
-            if not url.startswith("data:") or "," not in url:
-                raise OpenAIError(
-                    400,
-                    "image_url must be a data: URL (base64); the gateway fetches nothing",
-                    code="invalid_image_url",
-                    param="messages",
-                )
-            try:
-                out.append(base64.b64decode(url.split(",", 1)[1], validate=True))
-            except (binascii.Error, ValueError) as e:
-                raise OpenAIError(
-                    400, f"image_url is not valid base64: {e}", code="invalid_image_url"
-                ) from e
-    return out
 
 
 class Gateway:
@@ -466,16 +345,16 @@ class Gateway:
 
     async def chat_completions(self, request: Request) -> Response:
         """POST /v1/chat/completions (text LLMs and VLMs; no streaming)."""
-        req = _validate(ChatCompletionRequest, await self._json_body(request))
+        req = validate_request(ChatCompletionRequest, await self._json_body(request))
         if req.stream:
             raise OpenAIError(
                 400, "stream=true is not supported", code="unsupported", param="stream"
             )
         self._check_model(req.model, ("llm", "vlm"), "/v1/chat/completions")
         max_tokens = req.max_completion_tokens or req.max_tokens or 64
-        images = _images_of(req.messages)
+        images = images_of(req.messages)
         if self._kinds[req.model] == "vlm":
-            prompt = "\n".join(_text_of(m.content) for m in req.messages)
+            prompt = "\n".join(text_of(m.content) for m in req.messages)
             payload: dict[str, Any] = {
                 "prompt": prompt,
                 "images_png": images,
@@ -485,9 +364,7 @@ class Gateway:
             if images:
                 raise OpenAIError(400, f"model {req.model!r} takes no images", code="invalid_value")
             payload = {
-                "messages": [
-                    {"role": m.role, "content": _text_of(m.content)} for m in req.messages
-                ],
+                "messages": [{"role": m.role, "content": text_of(m.content)} for m in req.messages],
                 "max_tokens": max_tokens,
                 "temperature": req.temperature,
                 "top_p": req.top_p,
@@ -495,7 +372,7 @@ class Gateway:
             }
             if req.seed is not None:
                 payload["seed"] = req.seed
-        bytes_in = sum(len(_text_of(m.content)) for m in req.messages) + sum(map(len, images))
+        bytes_in = sum(len(text_of(m.content)) for m in req.messages) + sum(map(len, images))
 
         def render(result: dict[str, Any]) -> tuple[dict[str, Any] | str, float]:
             text = result.get("text", "")
@@ -531,7 +408,7 @@ class Gateway:
 
     async def images_generations(self, request: Request) -> Response:
         """POST /v1/images/generations (text-to-image; answers b64_json)."""
-        req = _validate(ImageGenerationRequest, await self._json_body(request))
+        req = validate_request(ImageGenerationRequest, await self._json_body(request))
         model = req.model or self._default_model("text-to-image")
         self._check_model(model, ("text-to-image",), "/v1/images/generations")
         px = None

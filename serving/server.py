@@ -120,11 +120,14 @@ class ModelServer:
             batch = [await queue.get()]
             deadline = loop.time() + self.config.batch_wait_ms / 1000
             while len(batch) < self.config.max_batch:
+                if not queue.empty():  # take what waits now, whatever the deadline
+                    batch.append(queue.get_nowait())
+                    continue
                 timeout = deadline - loop.time()
-                if queue.empty() and timeout <= 0:
+                if timeout <= 0:
                     break
                 try:
-                    batch.append(await asyncio.wait_for(queue.get(), max(timeout, 0)))
+                    batch.append(await asyncio.wait_for(queue.get(), timeout))
                 except TimeoutError:
                     break
             await self._run(batch)
