@@ -75,6 +75,15 @@ def _torch_bytes(*modules: Any) -> int:
     return total
 
 
+def _device_dtype(config: ModelServerConfig) -> tuple[str, Any]:
+    """Where real weights go: the replica's GPU share in half precision, else CPU in fp32."""
+    import torch
+
+    if config.num_gpus > 0 and torch.cuda.is_available():
+        return "cuda", torch.float16
+    return "cpu", torch.float32
+
+
 def synthetic_ids(text: str, max_len: int = 64) -> list[int]:
     """Byte-level token ids for a synthetic model (no tokenizer files exist for it)."""
     body = [3 + b % (_SYN_VOCAB - 3) for b in text.encode("utf-8")][: max_len - 2]
@@ -134,7 +143,11 @@ class LlamaCppChatEngine:
 
         path = self.config.weights_path or str(shipped_gguf_path())
         self._llama = Llama(
-            model_path=path, n_ctx=2048, n_threads=self.config.n_threads, verbose=False
+            model_path=path,
+            n_ctx=2048,
+            n_threads=self.config.n_threads,
+            n_gpu_layers=-1 if self.config.num_gpus > 0 else 0,
+            verbose=False,
         )
 
     def run_batch(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -200,9 +213,14 @@ class WhisperEngine:
             path = self.config.weights_path
             self._processor = WhisperProcessor.from_pretrained(path, local_files_only=True)
             self._features = self._processor.feature_extractor
-            self._model = WhisperForConditionalGeneration.from_pretrained(
-                path, local_files_only=True
-            ).eval()
+            device, dtype = _device_dtype(self.config)
+            self._model = (
+                WhisperForConditionalGeneration.from_pretrained(
+                    path, local_files_only=True, dtype=dtype
+                )
+                .to(device)
+                .eval()
+            )
             return
         torch.manual_seed(self.config.seed)
         cfg = WhisperConfig(
@@ -235,6 +253,7 @@ class WhisperEngine:
         max_new = max(int(r.get("max_tokens") or 16) for r in requests)
         with torch.no_grad():
             if self._processor is not None:
+                feats = feats.to(self._model.device, self._model.dtype)
                 ids = self._model.generate(feats, max_new_tokens=max_new)
                 texts = self._processor.batch_decode(ids, skip_special_tokens=True)
                 return [{"text": t} for t in texts]
@@ -280,11 +299,10 @@ class DiffusersEngine:
         from transformers import CLIPTextConfig, CLIPTextModel
 
         if self.config.weights_path:
+            device, dtype = _device_dtype(self.config)
             self._pipe = StableDiffusionPipeline.from_pretrained(
-                self.config.weights_path, local_files_only=True, safety_checker=None
-            )
-            if self.config.num_gpus > 0:
-                self._pipe = self._pipe.to("cuda")
+                self.config.weights_path, local_files_only=True, safety_checker=None, dtype=dtype
+            ).to(device)
         else:
             torch.manual_seed(self.config.seed)
             unet = UNet2DConditionModel(
@@ -420,9 +438,14 @@ class LlavaEngine:
         if self.config.weights_path:
             path = self.config.weights_path
             self._processor = AutoProcessor.from_pretrained(path, local_files_only=True)
-            self._model = LlavaForConditionalGeneration.from_pretrained(
-                path, local_files_only=True
-            ).eval()
+            device, dtype = _device_dtype(self.config)
+            self._model = (
+                LlavaForConditionalGeneration.from_pretrained(
+                    path, local_files_only=True, dtype=dtype
+                )
+                .to(device)
+                .eval()
+            )
             return
         torch.manual_seed(self.config.seed)
         cfg = LlavaConfig(
@@ -477,7 +500,9 @@ class LlavaEngine:
                 from PIL import Image
 
                 pics = [Image.open(io.BytesIO(b)).convert("RGB") for b in images] or None
-                inputs = self._processor(text=r["prompt"], images=pics, return_tensors="pt")
+                inputs = self._processor(text=r["prompt"], images=pics, return_tensors="pt").to(
+                    self._model.device
+                )
                 with torch.no_grad():
                     ids = self._model.generate(**inputs, max_new_tokens=max_new)
                 n_in = inputs["input_ids"].shape[1]

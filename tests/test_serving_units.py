@@ -127,3 +127,24 @@ def test_model_server_batches_queued_requests() -> None:
     assert bad == {"error": "bad request in batch", "status": 400}
     stats = server.stats()
     assert stats["served"] == 10 and stats["errors"] == 1 and stats["synthetic_weights"]
+
+
+@pytest.mark.parametrize("backend", ["whisper", "diffusers", "vlm"])
+def test_real_weights_load_from_a_local_path_only(backend: str, tmp_path: Any) -> None:
+    """A missing weights path fails at load, with sockets blocked: nothing is fetched."""
+    from pytest_socket import disable_socket, enable_socket
+
+    from serving.engines import create_engine
+
+    engine = create_engine(
+        ModelServerConfig(
+            model="m", site="s", backend=backend, weights_path=str(tmp_path / "absent")
+        )
+    )
+    assert engine.synthetic_weights is False
+    disable_socket()
+    try:
+        with pytest.raises((OSError, ValueError)):
+            engine.load()
+    finally:
+        enable_socket()
