@@ -104,16 +104,19 @@ class Gateway:
 
     async def snapshot(self) -> dict[str, Any]:
         """Policy, placement, in-flight counts, and each model server's own figures."""
+        pairs = [(m, site) for site, models in self.placement.items() for m in models]
+
+        async def one(model: str, site: str) -> Any:
+            call = self._handle(server_app_name(model, site)).stats.remote()
+            return await asyncio.wait_for(_await(call), 10.0)
+
+        results = await asyncio.gather(*(one(m, s) for m, s in pairs), return_exceptions=True)
         servers, unreachable = [], []
-        for site, models in self.placement.items():
-            for m in models:
-                try:
-                    stats = await asyncio.wait_for(
-                        _await(self._handle(server_app_name(m, site)).stats.remote()), 10.0
-                    )
-                    servers.append(stats)
-                except Exception as e:  # a server that is loading or dead is reported, not fatal
-                    unreachable.append({"model": m, "site": site, "error": type(e).__name__})
+        for (m, site), res in zip(pairs, results, strict=True):
+            if isinstance(res, BaseException):  # loading or dead: reported, not fatal
+                unreachable.append({"model": m, "site": site, "error": type(res).__name__})
+            else:
+                servers.append(res)
         return {
             "time_s": time.time(),
             "policy": self.policy.model_dump(),
