@@ -84,15 +84,15 @@ class GatewayIngress(Gateway):
 
     @api.post("/v1/chat/completions")
     async def _chat(self, request: Request) -> Response:
-        return await self.chat_completions(request)
+        return await self.guarded(self.chat_completions, request)
 
     @api.post("/v1/images/generations")
     async def _images(self, request: Request) -> Response:
-        return await self.images_generations(request)
+        return await self.guarded(self.images_generations, request)
 
     @api.post("/v1/audio/transcriptions")
     async def _transcriptions(self, request: Request) -> Response:
-        return await self.audio_transcriptions(request)
+        return await self.guarded(self.audio_transcriptions, request)
 
     @api.get("/v1/models")
     async def _models(self) -> Response:

@@ -73,6 +73,7 @@ class Gateway:
         self._handles: dict[str, Any] = {}
         self._inflight: dict[tuple[str, str], int] = {}
         self._records: deque[RequestRecord] = deque(maxlen=20_000)
+        self.errors_by_code: dict[str, int] = {}
         self._rng = random.Random(self.config.seed)
 
     # ---- control: policy, placement, telemetry -------------------------------------------
@@ -124,6 +125,7 @@ class Gateway:
             "inflight": {f"{m}@{s}": n for (m, s), n in self._inflight.items() if n},
             "servers": servers,
             "unreachable": unreachable,
+            "errors_by_code": dict(self.errors_by_code),
         }
 
     # ---- data plane -----------------------------------------------------------------------
@@ -345,6 +347,14 @@ class Gateway:
         return b"".join(chunks)
 
     # ---- endpoints ------------------------------------------------------------------------
+
+    async def guarded(self, endpoint: Callable[[Request], Any], request: Request) -> Response:
+        """Run an endpoint; count every OpenAI-style error it answers, by code."""
+        try:
+            return await endpoint(request)
+        except OpenAIError as e:
+            self.errors_by_code[e.code] = self.errors_by_code.get(e.code, 0) + 1
+            raise
 
     async def chat_completions(self, request: Request) -> Response:
         """POST /v1/chat/completions (text LLMs and VLMs; no streaming)."""

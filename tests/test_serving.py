@@ -348,6 +348,8 @@ def test_telemetry_reports_queue_batch_latency_memory(http: Any) -> None:
     snap = http.get("/admin/telemetry").json()
     by_app = {(s["model"], s["site"]): s for s in snap["servers"]}
     assert set(by_app) == {("chat", "a"), ("chat", "b"), ("asr", "a"), ("sd", "b")}
+    assert snap["errors_by_code"]["model_not_found"] >= 1  # from the bad-request tests
+    assert snap["errors_by_code"]["queue_full"] >= 1
     sd = by_app[("sd", "b")]
     assert sd["synthetic_weights"] is True
     assert sd["served"] >= 1 and sd["p50_latency_s"] > 0
