@@ -1,7 +1,8 @@
 """`edgeagents serve`: a local city on Ray, the agents (or a baseline) steering it, a load
 generator sending the scenario's workload through the gateway, and the measured figures.
 
-A plain function (`run_serve`) and a typer app (`app`) for the core CLI to mount. Every site of
+A plain function (`run_serve`), a typer command (`serve_command`) for the core CLI to mount,
+and a typer app (`app`, `python -m serving.cli serve`). Every site of
 the scenario becomes a `site-<name>` resource of one local Ray node; traffic goes to
 127.0.0.1 only. The simulator's prediction for the same workload is not printed beside the
 measured latency here: on a CPU machine the servers run SmolLM2 and tiny synthetic models, not
@@ -331,36 +332,40 @@ def format_table(report: ServeRunReport) -> list[str]:
     return lines
 
 
-def _typer_app() -> Any:
-    app = typer.Typer(help=__doc__.splitlines()[0], add_completion=False)
+def serve_command(
+    scenario: str = typer.Option("bristol", help="Scenario name or YAML path."),
+    duration: float = typer.Option(60.0, help="Seconds of load."),
+    rate: float = typer.Option(1.0, help="Total prompts per second."),
+    policy: str = typer.Option("agents", help="agents, or a controller: static, autoscale."),
+    llm: str = typer.Option("none", help="LM spec of the agents (none, local, openai:M)."),
+    port: int = typer.Option(8000, help="Serve's HTTP port on 127.0.0.1."),
+    seed: int = typer.Option(0, help="Seed of the workload and its thinning."),
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+) -> None:
+    """Run the agents against a local Ray Serve city under load and print the figures.
 
-    @app.command()
-    def serve(
-        scenario: str = typer.Option("bristol", help="Scenario name or YAML path."),
-        duration: float = typer.Option(60.0, help="Seconds of load."),
-        rate: float = typer.Option(1.0, help="Total prompts per second."),
-        policy: str = typer.Option("agents", help="agents, or a controller: static, autoscale."),
-        llm: str = typer.Option("none", help="LM spec of the agents (none, local, openai:M)."),
-        port: int = typer.Option(8000, help="Serve's HTTP port on 127.0.0.1."),
-        seed: int = typer.Option(0),
-        json_path: Annotated[
-            Path | None, typer.Option("--json", help="Write the report here.")
-        ] = None,
-    ) -> None:
-        """Run the agents against a local Ray Serve city under load and print the figures."""
-        report = run_serve(
-            scenario, duration_s=duration, rate_per_s=rate, policy=policy, llm=llm, port=port,
-            seed=seed,
-        )  # fmt: skip
-        if json_path is not None:
-            json_path.write_text(json.dumps(report.model_dump(), indent=2))
+    Mount it in a typer app: `app.command("serve")(serve_command)`.
+    """
+    report = run_serve(
+        scenario, duration_s=duration, rate_per_s=rate, policy=policy, llm=llm, port=port,
+        seed=seed,
+    )  # fmt: skip
+    if json_path is not None:
+        json_path.write_text(json.dumps(report.model_dump(), indent=2))
 
-    return app
+
+app = typer.Typer(help=__doc__.splitlines()[0], add_completion=False, no_args_is_help=True)
+app.command("serve")(serve_command)
+
+
+@app.callback()
+def _group() -> None:
+    """Keeps `serve` a subcommand, as under `edgeagents serve`."""
 
 
 def main() -> None:
-    """Entry point: `python -m serving.cli --duration 30`."""
-    _typer_app()()
+    """Entry point: `python -m serving.cli serve --duration 30`."""
+    app()
 
 
 if __name__ == "__main__":

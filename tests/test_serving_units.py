@@ -149,3 +149,14 @@ def test_real_weights_load_from_a_local_path_only(backend: str, tmp_path: Any) -
             engine.load()
     finally:
         enable_socket()
+
+
+def test_serve_command_is_a_typer_subcommand() -> None:
+    from typer.testing import CliRunner
+
+    from serving.cli import app
+
+    result = CliRunner().invoke(app, ["serve", "--help"])
+    assert result.exit_code == 0
+    for option in ("--scenario", "--duration", "--rate", "--policy", "--llm", "--json"):
+        assert option in result.output
