@@ -119,6 +119,9 @@ class GatewayConfig(_Config):
         default=120.0, gt=0, description="A model call slower than this fails with 504."
     )
     retries: int = Field(default=1, ge=0, le=3, description="Retries of a call whose replica died.")
+    retry_backoff_s: float = Field(
+        default=0.5, ge=0, le=30, description="Wait before retrying on the same site."
+    )
     telemetry_window_s: float = Field(
         default=30.0, gt=0, description="Window of the latency aggregates in snapshots."
     )

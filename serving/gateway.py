@@ -246,6 +246,9 @@ class Gateway:
                 last = e
             finally:
                 self._inflight[key] -= 1
+            if i + 1 < len(attempts) and attempts[i + 1] == site:
+                # Give Serve time to see the dead replica before asking the same site again.
+                await asyncio.sleep(self.config.retry_backoff_s)
         raise OpenAIError(
             503,
             f"the server of {model} failed ({type(last).__name__}) after "

@@ -160,3 +160,40 @@ def test_serve_command_is_a_typer_subcommand() -> None:
     assert result.exit_code == 0
     for option in ("--scenario", "--duration", "--rate", "--policy", "--llm", "--json"):
         assert option in result.output
+
+
+class _FlakyServer:
+    """A server handle whose first `fail` calls raise as a dead replica does."""
+
+    def __init__(self, fail: int) -> None:
+        self.fail, self.calls = fail, 0
+        self.infer = self
+
+    def remote(self, request: dict[str, Any]) -> Any:
+        self.calls += 1
+
+        async def reply() -> dict[str, Any]:
+            if self.calls <= self.fail:
+                raise RuntimeError("actor died")
+            return {"result": {"text": "ok"}}
+
+        return reply()
+
+
+def test_a_dead_replica_is_retried_once_then_fails_clearly() -> None:
+    from serving.protocol import OpenAIError
+
+    flaky = _FlakyServer(fail=1)
+    gw = Gateway(
+        {"placement": {"clifton": ["whisper-large-v3"]}, "retry_backoff_s": 0.01},
+        handle_factory=lambda app: flaky,
+    )
+    reply, facts = asyncio.run(gw._call("whisper-large-v3", {}, None, 0.0))
+    assert reply == {"result": {"text": "ok"}}
+    assert (facts["site"], facts["retries"], flaky.calls) == ("clifton", 1, 2)
+
+    flaky.fail, flaky.calls = 5, 0
+    with pytest.raises(OpenAIError) as err:
+        asyncio.run(gw._call("whisper-large-v3", {}, None, 0.0))
+    assert (err.value.status, err.value.code, flaky.calls) == (503, "replica_failed", 2)
+    assert gw._inflight[("whisper-large-v3", "clifton")] == 0
