@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= agents,memory,dev
+EXTRAS ?= agents,memory,serve,dev
 # llama.cpp built for any x86-64 with AVX2, not for this CPU's newest instructions: a native
 # build used AMX here, which this VM advertises but cannot run (Illegal instruction).
 LLAMA_CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON \

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -52,7 +53,7 @@ MEMORY_DEFAULT = os.environ.get("EDGEAGENTS_MEMORY_DIR") or "~/.cache/edgeagents
 
 def fail(message: str) -> NoReturn:
     """One clear line on stderr, exit code 2, nothing written."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -640,6 +641,32 @@ def memory_clear(
         fail(f"memory clear would delete {n} experiences in {store.path}: add --yes")
     _memory_call(store.clear)
     console.print(f"deleted {n} experiences from {store.path}", highlight=False)
+
+
+# ---- serve (the Ray Serve city; serving/ imports Ray only when a run starts) ---------------
+
+
+def _mount_serve() -> None:
+    import functools
+
+    from serving.cli import serve_command
+
+    @functools.wraps(serve_command)
+    def serve(**kwargs: object) -> None:
+        from edgeagents.llm import LMConfigError
+
+        try:
+            serve_command(**kwargs)  # type: ignore[arg-type]
+        except ImportError as e:
+            fail(f"the Ray Serve city needs its extra: pip install 'edgeagents[serve]' "
+                 f"({e.name} missing)")  # fmt: skip
+        except (ScenarioError, LMConfigError) as e:
+            fail(str(e))
+
+    app.command("serve")(serve)
+
+
+_mount_serve()
 
 
 def main() -> None:

@@ -342,10 +342,7 @@ def serve_command(
     seed: int = typer.Option(0, help="Seed of the workload and its thinning."),
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
 ) -> None:
-    """Run the agents against a local Ray Serve city under load and print the figures.
-
-    Mount it in a typer app: `app.command("serve")(serve_command)`.
-    """
+    """Run the agents against a local Ray Serve city under load and print the figures."""
     report = run_serve(
         scenario, duration_s=duration, rate_per_s=rate, policy=policy, llm=llm, port=port,
         seed=seed,
