@@ -160,11 +160,11 @@ def bench(
             console.print(f"wrote {p}")
 
 
-def _progress() -> Progress:
+def _progress(unit: str = "sim s") -> Progress:
     return Progress(
         TextColumn("{task.description:>18}"),
         BarColumn(),
-        TextColumn("{task.completed:>6.0f}/{task.total:.0f} sim s"),
+        TextColumn(f"{{task.completed:>6.0f}}/{{task.total:.0f}} {unit}"),
         TimeElapsedColumn(),
         console=err,
         transient=True,
@@ -424,11 +424,7 @@ def bench_adaptation(
         duration_s=duration, shift_at_s=shift_at, planning_epoch_s=epoch, seed=seed
     )
     total = len(chosen) * len(llms) * (1 + 3 * seeds)
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(),
-        TextColumn("{task.completed:.0f}/{task.total:.0f} episodes"), TimeElapsedColumn(),
-        console=err, transient=True, disable=not err.is_terminal,
-    ) as progress:  # fmt: skip
+    with _progress("episodes") as progress:
         task = progress.add_task("adaptation", total=total)
         begun: list[str] = []
 

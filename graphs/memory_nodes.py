@@ -63,34 +63,38 @@ def create_recall(store: Any, *, k: int = 3, name: str = "recall") -> Callable[.
         shift = state.get("shift")
         watch = state.get("shift_watch")
         out: dict[str, Any] = {}
-        mean, fair, refused = _window_outcome(telemetry)
-        rates, cells = window_demand(telemetry)
-        placed = placement_of(telemetry)
-        action = describe_action(state.get("plan"), state.get("routing"))
-        outcome = describe_outcome(mean, fair, refused)
         try:
             if state.get("run_planner"):
+                mean, fair, refused = _window_outcome(telemetry)
+                rates, cells = window_demand(telemetry)
+                action = describe_action(state.get("plan"), state.get("routing"))
+                measured = {
+                    "scenario": scenario_name,
+                    "outcome": describe_outcome(mean, fair, refused),
+                    "mean_latency_s": mean,
+                    "jain": fair,
+                    "refused": refused,
+                    "placement": placement_of(telemetry),
+                    "demand": rates,
+                    "cell_weights": cells,
+                }
                 last = state.get("last_situation")
                 if last:
                     store.add(
                         Experience(
                             id=f"{thread}-{last['epoch']}-{last['time_s']:.0f}",
-                            scenario=scenario_name, time_s=last["time_s"], epoch=last["epoch"],
-                            situation=last["situation"], action=action, outcome=outcome,
-                            mean_latency_s=mean, jain=fair, refused=refused,
-                            features=last["features"], placement=placed, demand=rates,
-                            cell_weights=cells,
+                            time_s=last["time_s"], epoch=last["epoch"],
+                            situation=last["situation"], action=action,
+                            features=last["features"], **measured,
                         )
                     )  # fmt: skip
                 if watch and telemetry.time_s <= watch["until_s"] and sum(rates.values()) > 0:
                     store.add(
                         Experience(
-                            id=watch["id"], scenario=scenario_name, time_s=watch["time_s"],
-                            epoch=watch["epoch"], situation=watch["situation"],
-                            action=f"settled on {action}", outcome=outcome,
-                            mean_latency_s=mean, jain=fair, refused=refused,
+                            id=watch["id"], time_s=watch["time_s"], epoch=watch["epoch"],
+                            situation=watch["situation"], action=f"settled on {action}",
                             features=watch["features"], kind="shift", shift=watch["shift"],
-                            placement=placed, demand=rates, cell_weights=cells,
+                            **measured,
                         )
                     )  # fmt: skip
                 elif watch:
@@ -107,7 +111,7 @@ def create_recall(store: Any, *, k: int = 3, name: str = "recall") -> Callable[.
                     "until_s": telemetry.time_s + WATCH_EPOCHS * epoch_s,
                 }
                 where = {"$and": [{"kind": "shift"}, {"shift": shift}]}
-                hits = store.search(query, k=k, where=where) if store.count() else []
+                hits = store.search(query, k=k, where=where)
                 log.info(
                     "%.0f s: %s; %s", telemetry.time_s, shift,
                     f"recalled {hits[0][0].id} ({hits[0][1]:.3f})" if hits else "none remembered",
@@ -122,7 +126,7 @@ def create_recall(store: Any, *, k: int = 3, name: str = "recall") -> Callable[.
                         "cell_weights": best.cell_weights,
                     }
             if not hits and state.get("run_planner"):
-                hits = store.search(query, k=k) if store.count() else []
+                hits = store.search(query, k=k)
                 if hits and hits[0][0].placement:
                     out["recalled_plan"] = {"placement": hits[0][0].placement}
         except MemoryStoreError as e:
