@@ -40,6 +40,9 @@ MemoryMode = Literal["off", "cold", "warm"]
 SHIFTS = ("surge", "site-failure", "demand-move")
 RECOVERY_BAND = 0.10
 WARMUP_SEED_OFFSET = 1000
+UNBOUNDED_SEARCH_S = 600.0
+"""The plan search's wall budget when decisions are charged a fixed time: far above what its
+step limit takes, so that CPU load cannot cut it short."""
 
 
 class AdaptationSettings(BaseModel):
@@ -54,6 +57,16 @@ class AdaptationSettings(BaseModel):
         default=6, ge=1, description="Epochs after the shift that the post-shift mean covers."
     )
     surge_factor: float = Field(default=1.8, gt=1)
+    decision_s: float | None = Field(
+        default=1.0,
+        ge=0,
+        description="Every control decision applies this many seconds after its tick, so that "
+        "an episode does not depend on how loaded the machine is (a second's difference in "
+        "when a load starts after a site failure can triple that epoch's mean latency). None: "
+        "after the wall time its agents really took, as `edgeagents run` charges. With a "
+        "fixed charge the planner's plan search also runs to its end (its step limit) instead "
+        "of stopping at its wall-time budget.",
+    )
     seed: int = 0
 
 
@@ -122,6 +135,11 @@ class EpisodeCurve(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     epoch_mean_latency_s: list[float | None]
+    epoch_mean_bound_s: list[float | None] = Field(
+        default_factory=list,
+        description="Per planning epoch, the mean zero-queue bound of its served prompts (each "
+        "alone at its best site): what the epoch's prompts would take with no queue at all.",
+    )
     latency_s: list[float | None] = Field(description="Per prompt, None if refused.")
     model_index: list[int]
     arrival_s: list[float]
@@ -137,7 +155,7 @@ def run_job(job: EpisodeJob) -> EpisodeCurve:
     """Run one episode (in the calling process)."""
     from collections import Counter
 
-    from edgeagents.bounds import reference_s, standalone_matrix_s
+    from edgeagents.bounds import lower_bound_s, reference_s, standalone_matrix_s
     from edgeagents.driver import run_episode
     from edgeagents.experiment import agents_policy
     from edgeagents.llm import create_chat_model
@@ -153,25 +171,33 @@ def run_job(job: EpisodeJob) -> EpisodeCurve:
         from memory.store import ExperienceStore
 
         store = ExperienceStore(job.store)
+    fixed = job.settings.decision_s is not None
     policy = agents_policy(
-        lm, models, memory=store, thread_id=f"{job.shift}-{job.memory}-{job.seed}"
-    )
+        lm, models, memory=store, thread_id=f"{job.shift}-{job.memory}-{job.seed}",
+        search_budget_s=UNBOUNDED_SEARCH_S if fixed else None,
+    )  # fmt: skip
     workload = generate_workload(sc, duration_s=sc.duration_s, seed=job.seed)
-    run = run_episode(sc, workload, policy, seed=job.seed)
+    charge = True if job.settings.decision_s is None else job.settings.decision_s
+    run = run_episode(sc, workload, policy, seed=job.seed, charge_decision_time=charge)
     lat = run.outcomes.latency_s
     epoch_s = sc.control.planning_epoch_s
     epochs = int(np.ceil(sc.duration_s / epoch_s))
     which = np.minimum((workload.arrival_s // epoch_s).astype(int), epochs - 1)
+    matrix = standalone_matrix_s(sc, workload)
+    bound = lower_bound_s(matrix)
     means: list[float | None] = []
+    bounds: list[float | None] = []
     for e in range(epochs):
-        sel = (which == e) & ~np.isnan(lat)
+        sel = (which == e) & ~np.isnan(lat) & np.isfinite(bound)
         means.append(float(lat[sel].mean()) if sel.any() else None)
+        bounds.append(float(bound[sel].mean()) if sel.any() else None)
     plans = [d.plan for d in run.decisions if d.plan is not None]
     paths = Counter(r.path for d in run.decisions for r in d.records if r.agent == "planner")
     n_paths = sum(paths.values()) or 1
-    refs = reference_s(sc, workload, standalone_matrix_s(sc, workload))
+    refs = reference_s(sc, workload, matrix)
     return EpisodeCurve(
         epoch_mean_latency_s=means,
+        epoch_mean_bound_s=bounds,
         latency_s=[None if np.isnan(x) else float(x) for x in lat],
         model_index=[int(m) for m in workload.model],
         arrival_s=[float(a) for a in workload.arrival_s],

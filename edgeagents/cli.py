@@ -387,6 +387,23 @@ def bench_adaptation(
     epoch: Annotated[float, typer.Option(min=5.0, help="Planning epoch, s.")] = 30.0,
     seed: Annotated[int, typer.Option(help="First seed of the evaluation episodes.")] = 0,
     seeds: Annotated[int, typer.Option(min=1, help="Evaluation seeds per variant (averaged).")] = 3,
+    decision_s: Annotated[
+        float,
+        typer.Option(
+            "--decision-s",
+            min=0.0,
+            help="Every decision applies this many seconds after its tick, whatever the "
+            "machine's load.",
+        ),
+    ] = 1.0,
+    wall_decisions: Annotated[
+        bool,
+        typer.Option(
+            "--wall-decisions",
+            help="Instead, each decision applies after the wall time its agents took (as in "
+            "`run`); episodes then depend on the machine's load.",
+        ),
+    ] = False,
     jobs: Annotated[
         int,
         typer.Option(min=1, help="Episodes at once (each is a process; LM timings suffer)."),
@@ -421,8 +438,9 @@ def bench_adaptation(
         fail(f"needs the agents and memory extras: pip install 'edgeagents[agents,memory]' "
              f"({e.name} missing)")  # fmt: skip
     settings = AdaptationSettings(
-        duration_s=duration, shift_at_s=shift_at, planning_epoch_s=epoch, seed=seed
-    )
+        duration_s=duration, shift_at_s=shift_at, planning_epoch_s=epoch, seed=seed,
+        decision_s=None if wall_decisions else decision_s,
+    )  # fmt: skip
     total = len(chosen) * len(llms) * (1 + 3 * seeds)
     with _progress("episodes") as progress:
         task = progress.add_task("adaptation", total=total)

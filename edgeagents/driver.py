@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgeagents.city import EpisodeOutcomes, SimulatedCity
+from edgeagents.env import DecisionCharge
 from edgeagents.policies import POLICIES, Controller, PolicySpec, Router
 from edgeagents.scenario import Scenario
 from edgeagents.state import ApplyReport, Decision
@@ -54,7 +55,7 @@ def run_episode(
     *,
     seed: int = 0,
     duration_s: float | None = None,
-    charge_decision_time: bool = True,
+    charge_decision_time: DecisionCharge = True,
     on_progress: Callable[[float], None] | None = None,
 ) -> EpisodeRun:
     """Run one episode: every prompt ends served or refused.
@@ -66,7 +67,8 @@ def run_episode(
         seed: Seeds the router's random choices.
         duration_s: Arrival horizon; control ticks continue past it while prompts drain, up to
             `scenario.control.drain_limit_s`. Default: the scenario's duration.
-        charge_decision_time: A decision takes effect after the wall time its agents took.
+        charge_decision_time: When a decision takes effect (see `DecisionCharge`): by
+            default after the wall time its agents took.
         on_progress: Called with the simulated time after every tick.
     """
     if isinstance(policy, str):

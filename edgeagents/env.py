@@ -28,3 +28,16 @@ class Environment(Protocol):
     def advance(self, until: float) -> None:
         """Let time pass until `until`."""
         ...
+
+
+DecisionCharge = bool | float
+"""How long a decision takes before it applies: True, the wall time its agents took; False
+(or 0), no time; a number, that many seconds for every decision (so an episode does not depend
+on how loaded the machine running it is)."""
+
+
+def decision_delay_s(charge: DecisionCharge, wall_s: float) -> float:
+    """Seconds a decision that took `wall_s` of wall time waits before it applies."""
+    if isinstance(charge, bool):
+        return max(0.0, wall_s) if charge else 0.0
+    return max(0.0, float(charge))

@@ -73,9 +73,11 @@ def agents_policy(
     *,
     memory: Any = None,
     thread_id: str | None = None,
+    search_budget_s: float | None = None,
 ) -> tuple[Any, Any]:
     """The agents as a (router, controller) pair for the driver: the weighted router applies
-    the scheduler's policy; `models` holds each agent's chat model (None: no LM)."""
+    the scheduler's policy; `models` holds each agent's chat model (None: no LM);
+    `search_budget_s` replaces the planner's wall-time budget for its plan search."""
     from graphs.controller import AgentsController
 
     return ROUTERS.create("weighted"), AgentsController(
@@ -86,6 +88,7 @@ def agents_policy(
         lm_timeouts_s={a: getattr(lm_config, a).timeout_s for a in AGENTS},
         memory=memory,
         thread_id=thread_id,
+        planner_kwargs={} if search_budget_s is None else {"search_budget_s": search_budget_s},
     )
 
 

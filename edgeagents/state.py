@@ -258,6 +258,11 @@ class Forecast(_Frozen):
 
     rates_per_s: dict[str, float] = Field(description="Model -> prompts/s.")
     cell_weights: dict[str, float] = Field(description="Cell -> share of prompts (sums to 1).")
+    peak_rates_per_s: dict[str, float] = Field(
+        default_factory=dict,
+        description="Model -> the highest windowed prompts/s seen lately (decaying): how high "
+        "its ordinary bursts go.",
+    )
 
 
 class Plan(_Frozen):

@@ -28,6 +28,10 @@ TRACE_SHIFT_S = 1800.0
 """The twin replays traces from another stretch, so it cannot see the prompts to come."""
 
 
+PEAK_DECAY = 0.9
+"""Per forecast (planning epoch): how fast a model's remembered peak rate fades."""
+
+
 def window_demand(telemetry: Telemetry) -> tuple[dict[str, float], dict[str, float]]:
     """Prompts/s per model and share of prompts per cell over the telemetry window."""
     rates = {m.model: m.arrivals_per_s for m in telemetry.models}
@@ -42,8 +46,12 @@ def window_demand(telemetry: Telemetry) -> tuple[dict[str, float], dict[str, flo
 def forecast_demand(
     telemetry: Telemetry, previous: Forecast | None = None, *, smoothing: float = 0.5
 ) -> Forecast:
-    """Exponentially smoothed arrival rates from the telemetry window."""
+    """Exponentially smoothed arrival rates from the telemetry window, and each model's
+    decaying peak windowed rate (from full windows only: a partial one is noise)."""
     rates, cells = window_demand(telemetry)
+    peaks = dict(previous.peak_rates_per_s) if previous is not None else {}
+    if telemetry.time_s >= telemetry.window_s:
+        peaks = {m: max(r, PEAK_DECAY * peaks.get(m, 0.0)) for m, r in rates.items()}
     if previous is not None:
         a = smoothing
         rates = {k: a * v + (1 - a) * previous.rates_per_s.get(k, v) for k, v in rates.items()}
@@ -51,7 +59,7 @@ def forecast_demand(
             cells = {k: a * v + (1 - a) * previous.cell_weights.get(k, v) for k, v in cells.items()}
         else:
             cells = dict(previous.cell_weights)
-    return Forecast(rates_per_s=rates, cell_weights=cells)
+    return Forecast(rates_per_s=rates, cell_weights=cells, peak_rates_per_s=peaks)
 
 
 class Prediction(BaseModel):

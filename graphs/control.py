@@ -13,7 +13,7 @@ from langgraph.types import Send
 
 from edgeagents.agent import LMCall
 from edgeagents.deployer import create_deployer
-from edgeagents.env import Environment
+from edgeagents.env import Environment, decision_delay_s
 from edgeagents.planner import create_planner
 from edgeagents.scenario import Scenario, load_scenario
 from edgeagents.scheduler import create_scheduler
@@ -166,9 +166,10 @@ def create_control_graph(
             plan=state.get("plan") if state.get("run_planner") else None,
             records=list((state.get("records") or {}).values()),
         )
-        if configurable.get("charge_decision_time", True):
-            wall = time.time() - state.get("started_wall_s", time.time())
-            env.advance(env.now + max(0.0, wall))
+        wall = time.time() - state.get("started_wall_s", time.time())
+        delay = decision_delay_s(configurable.get("charge_decision_time", True), wall)
+        if delay > 0:
+            env.advance(env.now + delay)
         report = env.apply(decision)
         return {"decision": decision.model_copy(update={"time_s": env.now}), "report": report}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from edgeagents.env import Environment
+from edgeagents.env import DecisionCharge, Environment
 from edgeagents.policies import Controller
 from edgeagents.scenario import Scenario
 from edgeagents.state import ApplyReport, Decision
@@ -57,7 +57,7 @@ class AgentsController(Controller):
         self._carry: dict[str, Any] = {}
 
     def step(
-        self, env: Environment, scenario: Scenario, *, charge_decision_time: bool = True
+        self, env: Environment, scenario: Scenario, *, charge_decision_time: DecisionCharge = True
     ) -> tuple[Decision, ApplyReport]:
         config = {
             "configurable": {

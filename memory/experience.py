@@ -190,20 +190,31 @@ def describe_outcome(mean_latency_s: float | None, jain: float | None, refused: 
 
 SURGE_RATIO = 1.4
 SURGE_MIN_PER_S = 0.3
+SURGE_OVER_PEAK = 1.2
 MOVE_DISTANCE = 0.25
 
 
 def detect_shifts(telemetry: Telemetry, forecast: Forecast | None) -> list[str]:
-    """Sharp shifts visible now, as signatures: `site S down`, `surge M` (windowed rate at
-    least SURGE_RATIO x the planner's forecast and SURGE_MIN_PER_S above it), `demand moved to
-    C` (the cell shares moved by at least MOVE_DISTANCE in total variation; C gained most)."""
+    """Sharp shifts visible now, as signatures: `site S down`; `surge M` (windowed rate at
+    least SURGE_RATIO x the planner's forecast, SURGE_MIN_PER_S above it, and SURGE_OVER_PEAK x
+    the model's recent peak, so that a bursty model's ordinary bursts do not count; none
+    before that peak is known); `demand
+    moved to C` (the cell shares moved by at least MOVE_DISTANCE in total variation; C gained
+    most). Demand shifts are judged on full telemetry windows only."""
     found = [f"site {s.site} down" for s in telemetry.sites if not s.up]
-    if forecast is None:
+    if forecast is None or telemetry.time_s < telemetry.window_s:
         return found
     rates, cells = window_demand(telemetry)
     for m, r in rates.items():
         f = forecast.rates_per_s.get(m)
-        if f is not None and r >= SURGE_RATIO * f and r - f >= SURGE_MIN_PER_S:
+        peak = forecast.peak_rates_per_s.get(m)
+        if (
+            f is not None
+            and peak is not None
+            and r >= SURGE_RATIO * f
+            and r - f >= SURGE_MIN_PER_S
+            and r >= SURGE_OVER_PEAK * peak
+        ):
             found.append(f"surge {m}")
     if cells and forecast.cell_weights:
         keys = set(cells) | set(forecast.cell_weights)

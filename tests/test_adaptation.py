@@ -23,7 +23,7 @@ from edgeagents.driver import run_episode
 from edgeagents.policies import ROUTERS
 from edgeagents.state import Forecast
 from edgeagents.tools import placement_actions, placement_of
-from edgeagents.twin import forecast_demand
+from edgeagents.twin import PEAK_DECAY, forecast_demand
 from edgeagents.workload import generate_workload
 from graphs.controller import AgentsController
 from memory.experience import detect_shifts
@@ -38,6 +38,8 @@ SHIFTED = dict(
     workload={"demands": [{"model": "llm", "arrivals": {"rate_per_s": 30.0}}]},
     events=[{"at_s": 20, "kind": "site_down", "site": "b"}],
 )
+SHORT_WINDOW = {**SHIFTED, "control": {**SHIFTED["control"], "window_s": 10}}
+"""Full telemetry windows before the site fails at 20 s."""
 
 
 def observed(scenario, t: float = 10.0):
@@ -47,13 +49,15 @@ def observed(scenario, t: float = 10.0):
 
 
 def test_detect_shifts() -> None:
-    sc = tiny_scenario(**SHIFTED)
-    t = observed(sc)
+    sc = tiny_scenario(**SHORT_WINDOW)
+    t = observed(sc, t=15.0)
+    assert t.time_s >= t.window_s
     steady = forecast_demand(t)
     assert detect_shifts(t, steady) == []
     half = Forecast(
         rates_per_s={m: r / 2 for m, r in steady.rates_per_s.items()},
         cell_weights=steady.cell_weights,
+        peak_rates_per_s={m: r / 2 for m, r in steady.rates_per_s.items()},
     )
     assert detect_shifts(t, half) == ["surge llm"]
     elsewhere = steady.model_copy(update={"cell_weights": {"gone": 1.0}})
@@ -63,6 +67,34 @@ def test_detect_shifts() -> None:
     )
     assert detect_shifts(down, steady) == ["site b down"]
     assert detect_shifts(down, None) == ["site b down"]
+
+
+def test_bursts_and_partial_windows_are_not_surges() -> None:
+    sc = tiny_scenario(**SHORT_WINDOW)
+    t = observed(sc, t=15.0)
+    rate = forecast_demand(t).rates_per_s["llm"]
+    low = Forecast(rates_per_s={"llm": rate / 2}, cell_weights={})
+    assert detect_shifts(t, low) == [], "no peak known yet"
+    calm = low.model_copy(update={"peak_rates_per_s": {"llm": rate / 2}})
+    assert detect_shifts(t, calm) == ["surge llm"]
+    bursty = low.model_copy(update={"peak_rates_per_s": {"llm": rate}})
+    assert detect_shifts(t, bursty) == [], "no higher than its usual bursts"
+    early = observed(sc, t=5.0)
+    assert early.time_s < early.window_s
+    assert detect_shifts(early, calm) == []
+
+
+def test_forecast_keeps_a_decaying_peak_from_full_windows() -> None:
+    sc = tiny_scenario(**SHORT_WINDOW)
+    early, full = observed(sc, t=5.0), observed(sc, t=15.0)
+    assert forecast_demand(early).peak_rates_per_s == {}
+    first = forecast_demand(full)
+    assert first.peak_rates_per_s["llm"] == pytest.approx(full.models[0].arrivals_per_s)
+    high = first.model_copy(update={"peak_rates_per_s": {"llm": 10 * first.rates_per_s["llm"]}})
+    again = forecast_demand(full, high)
+    assert again.peak_rates_per_s["llm"] == pytest.approx(
+        PEAK_DECAY * 10 * first.rates_per_s["llm"]
+    )
 
 
 def test_placement_actions_reach_the_target_where_they_can() -> None:

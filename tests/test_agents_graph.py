@@ -11,6 +11,7 @@ from conftest import tiny_scenario
 from scripted import ScriptedChatModel
 
 from edgeagents.driver import run_episode
+from edgeagents.env import decision_delay_s
 from edgeagents.policies import ROUTERS
 from edgeagents.state import merge_by_key
 from edgeagents.workload import generate_workload
@@ -152,6 +153,19 @@ def test_charged_decision_time_delays_the_decision():
     for k, d in enumerate(charged.decisions):
         if sum(r.lm_calls for r in d.records):
             assert d.time_s - 5.0 * (k + 1) >= 0.2, "took effect after the LM's 0.2 s"
+
+
+def test_fixed_decision_charge_applies_every_decision_that_late() -> None:
+    slow = ScriptedChatModel(replies=[_answer(0)], sleep_s=0.2)
+    sc = tiny_scenario(**{**TWO_SITES, "duration_s": 15})
+    _, _, fixed = episode(slow, scenario=sc, charge=1.5)
+    assert fixed.decisions
+    assert all(
+        d.time_s == pytest.approx(5.0 * (k + 1) + 1.5) for k, d in enumerate(fixed.decisions)
+    )
+    assert decision_delay_s(True, 0.3) == 0.3
+    assert decision_delay_s(False, 0.3) == decision_delay_s(0.0, 0.3) == 0.0
+    assert decision_delay_s(2.0, 9.0) == 2.0
 
 
 def test_user_state_schema_is_checked_at_build_time():

@@ -9,7 +9,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from edgeagents.env import Environment
+from edgeagents.env import DecisionCharge, Environment, decision_delay_s
 from edgeagents.policies.registry import Registry
 from edgeagents.scenario import Scenario
 from edgeagents.state import AgentRecord, ApplyReport, Decision, DeploymentAction, Telemetry
@@ -29,14 +29,15 @@ class Controller(ABC):
         raise NotImplementedError(f"{type(self).__name__} implements neither decide nor step")
 
     def step(
-        self, env: Environment, scenario: Scenario, *, charge_decision_time: bool = True
+        self, env: Environment, scenario: Scenario, *, charge_decision_time: DecisionCharge = True
     ) -> tuple[Decision, ApplyReport]:
-        """One control cycle on `env`: observe, decide, apply (after the decision's wall time
-        when charged)."""
+        """One control cycle on `env`: observe, decide, apply (after the decision's charged
+        time, see `DecisionCharge`)."""
         decision = self.decide(env.observe(), scenario)
         wall = sum(r.wall_s for r in decision.records)
-        if charge_decision_time and wall > 0:
-            env.advance(env.now + wall)
+        delay = decision_delay_s(charge_decision_time, wall) if decision.records else 0.0
+        if delay > 0:
+            env.advance(env.now + delay)
         return decision, env.apply(decision)
 
 
