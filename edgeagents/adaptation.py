@@ -258,6 +258,10 @@ class VariantResult(BaseModel):
         description="Per planning epoch, the mean latency of its prompts, averaged over seeds."
     )
     epoch_mean_latency_s_by_seed: list[list[float | None]]
+    epoch_mean_bound_s: list[float | None] = Field(
+        description="Per planning epoch, the zero-queue bound of its served prompts, averaged "
+        "over seeds: how much of a rise is the demand itself rather than waiting."
+    )
     wall_s: float
 
 
@@ -325,6 +329,10 @@ def score_variant(
         for col in zip(*(c.epoch_mean_latency_s for c in curves), strict=True)
     ]
     averaged = [float(np.mean(col)) if col else None for col in per_epoch]
+    bounds = [
+        [x for x in col if x is not None]
+        for col in zip(*(c.epoch_mean_bound_s for c in curves), strict=True)
+    ]
     rec, steady = recovery_epochs(averaged, shift_epoch)
     pooled: list[np.ndarray] = []
     by_seed: list[float | None] = []
@@ -370,6 +378,7 @@ def score_variant(
         planner_paths=paths,
         epoch_mean_latency_s=averaged,
         epoch_mean_latency_s_by_seed=[c.epoch_mean_latency_s for c in curves],
+        epoch_mean_bound_s=[float(np.mean(col)) if col else None for col in bounds],
         wall_s=sum(c.wall_s for c in curves),
     )
 
@@ -490,6 +499,11 @@ def write_adaptation_plots(report: AdaptationReport, out_dir: Path) -> list[Path
             style = "-" if v.llm != "none" else "--"
             rec = "never" if v.recovery_epochs is None else v.recovery_epochs
             ax.plot(xs, ys, style, marker=".", label=f"{v.memory}, llm {v.llm} (recovery {rec})")
+        first = next((v for v in report.variants if v.shift == shift), None)
+        if first is not None and first.epoch_mean_bound_s:
+            xs = [(k + 0.5) * epoch_s for k in range(len(first.epoch_mean_bound_s))]
+            ys = [np.nan if y is None else y for y in first.epoch_mean_bound_s]
+            ax.plot(xs, ys, ":", color="grey", label="zero-queue bound of the same prompts")
         ax.axvline(report.settings.shift_at_s, color="grey", lw=1)
         ax.set_xlabel(f"arrival time, s (planning epochs of {epoch_s:g} s)")
         ax.set_ylabel("mean latency of the epoch's prompts, s")

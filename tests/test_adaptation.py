@@ -189,6 +189,10 @@ def test_bench_adaptation_cli(tmp_path: Path) -> None:
     assert rows["off"]["early_replans"] == 0 and rows["off"]["stored_experiences"] == 0
     assert rows["cold"]["stored_experiences"] > 0
     assert rows["warm"]["early_replans"] >= 1, "the warm-up's shift was recalled"
+    for v in rows.values():
+        pairs = [(b, x) for b, x in zip(v["epoch_mean_bound_s"], v["epoch_mean_latency_s"],
+                                         strict=True) if b is not None]  # fmt: skip
+        assert pairs and all(0 < b <= x + 1e-9 for b, x in pairs), "nothing beats the bound"
     assert (tmp_path / "plots" / "adaptation-site-failure.png").stat().st_size > 0
 
     bad = subprocess.run(
