@@ -124,6 +124,7 @@ def check_inputs(scenario: str, duration_s: float, rate_per_s: float, port: int 
         if not 1 <= port <= 65535:
             raise ServeInputError(f"--port {port}: give a TCP port in 1..65535")
         with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError as e:
