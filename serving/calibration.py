@@ -21,6 +21,7 @@ compute-bound at these sizes).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import time
 from typing import TYPE_CHECKING, Any
@@ -105,7 +106,7 @@ def calibrate(
     models: Sequence[str],
     planned: Sequence[SentPrompt] = (),
     *,
-    repeats: int = 2,
+    repeats: int = 3,
     on_line: Callable[[str], None] | None = None,
 ) -> Calibration:
     """Time the servers of `models` through the gateway (`client`'s base URL), one request at
@@ -145,7 +146,14 @@ def fit_model(
             key = (k,) if source == "probes" else (p.site, p.infer_s, p.batch)
             batches.setdefault(key, []).append(p)
     points = [_point(ps) for ps in batches.values() if source == "probes" or len(ps) == ps[0].batch]
-    profile = fit_profile(kind, points)
+    fit = points
+    if source == "probes":  # the median time of each size: one slow repeat does not count
+        by_size: dict[tuple[float, ...], list[dict[str, float]]] = {}
+        for pt in points:
+            by_size.setdefault(tuple(v for k, v in pt.items() if k != "infer_s"), []).append(pt)
+        fit = [{**g[0], "infer_s": float(np.median([pt["infer_s"] for pt in g]))}
+               for g in by_size.values()]  # fmt: skip
+    profile = fit_profile(kind, fit)
     overheads = [p.overhead_s for p in served if p.overhead_s is not None]
     return ModelCalibration(
         model=model,
@@ -172,10 +180,25 @@ def _point(batch: list[SentPrompt]) -> dict[str, float]:
 
 
 def _lstsq(columns: list[str], points: Sequence[dict[str, float]]) -> list[float]:
-    """Non-negative least-squares-ish fit: ordinary least squares, then negatives set to 0."""
+    """Non-negative least squares over a few columns: the best fit among the column subsets
+    whose ordinary least-squares coefficients are all non-negative (exact for so few)."""
     x = np.array([[p[c] for c in columns] for p in points])
     t = np.array([p["infer_s"] for p in points])
-    return [max(float(v), 0.0) for v in np.linalg.lstsq(x, t, rcond=None)[0]]
+    best, best_err = [0.0] * len(columns), float(np.sum(t**2))
+    for mask in itertools.product((False, True), repeat=len(columns)):
+        cols = [j for j, on in enumerate(mask) if on]
+        if not cols:
+            continue
+        coef = np.linalg.lstsq(x[:, cols], t, rcond=None)[0]
+        if np.any(coef < 0):
+            continue
+        err = float(np.sum((x[:, cols] @ coef - t) ** 2))
+        if err < best_err - 1e-15:
+            best = [0.0] * len(columns)
+            for j, v in zip(cols, coef, strict=True):
+                best[j] = float(v)
+            best_err = err
+    return best
 
 
 MIN_STEP_S = 1e-5

@@ -144,7 +144,7 @@ def run_serve(
     port: int = 8000,
     seed: int = 0,
     placement: dict[str, list[str]] | None = None,
-    calibration_repeats: int = 2,
+    calibration_repeats: int = 3,
     start_ray: bool = True,
     on_line: Callable[[str], None] = print,
 ) -> ServeReport:
