@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -73,6 +74,39 @@ def probe_sizes(kind: str, planned: Sequence[SentPrompt]) -> list[dict[str, Any]
     ]
 
 
+def cpu_times() -> tuple[float, float] | None:
+    """(busy, total) jiffies of the host's CPUs from /proc/stat; None where there is none."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [float(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)
+    return sum(fields) - idle, sum(fields)
+
+
+def busy_cores(since: tuple[float, float] | None) -> float | None:
+    """Mean busy cores of the host (every process, ours and others') since `since`."""
+    now = cpu_times()
+    if since is None or now is None or now[1] <= since[1]:
+        return None
+    return (now[0] - since[0]) / (now[1] - since[1]) * (os.cpu_count() or 1)
+
+
+def wait_quiet(max_wait_s: float, *, below_cores: float = 0.5) -> float | None:
+    """Wait (at most `max_wait_s`) until the host's busy cores over half a second fall below
+    `below_cores`: Ray and the servers settle after start-up, and on a shared machine other
+    work comes and goes. Returns the last figure (None where /proc/stat is missing)."""
+    deadline = time.perf_counter() + max_wait_s
+    busy = None
+    while True:
+        t = cpu_times()
+        time.sleep(0.5)
+        busy = busy_cores(t)
+        if busy is None or busy < below_cores or time.perf_counter() >= deadline:
+            return busy
+
+
 class ModelCalibration(BaseModel):
     """The fitted profile of one model's server and what it was fitted from."""
 
@@ -98,6 +132,11 @@ class Calibration(BaseModel):
 
     models: dict[str, ModelCalibration]
     wall_s: float = Field(description="Wall seconds the timing took.")
+    host_busy_cores: float | None = Field(
+        default=None,
+        description="Mean busy cores of the host while timing (every process: one server at a "
+        "time is ours, the rest is Ray, the gateway and whatever else runs there).",
+    )
 
 
 def calibrate(
@@ -107,12 +146,18 @@ def calibrate(
     planned: Sequence[SentPrompt] = (),
     *,
     repeats: int = 3,
+    quiet_wait_s: float = 30.0,
     on_line: Callable[[str], None] | None = None,
 ) -> Calibration:
     """Time the servers of `models` through the gateway (`client`'s base URL), one request at
     a time and without a cell (no emulated network), at `probe_sizes` of the prompts
-    `planned` for each model, after one warm-up request each; fit their profiles."""
+    `planned` for each model, after one warm-up request each; fit their profiles. First wait
+    up to `quiet_wait_s` for the host to be nearly idle (`wait_quiet`)."""
     t0 = time.perf_counter()
+    quiet = wait_quiet(quiet_wait_s)
+    if on_line is not None and quiet is not None:
+        on_line(f"host busy {quiet:.1f} cores before timing the servers")
+    cpu0 = cpu_times()
     out: dict[str, ModelCalibration] = {}
     seeds = iter(range(1_000_000, 2_000_000))
     for model in models:
@@ -131,7 +176,9 @@ def calibrate(
             on_line(
                 f"calibrated {model}: {len(served)} requests, overhead {c.overhead_s * 1e3:.0f} ms"
             )
-    return Calibration(models=out, wall_s=time.perf_counter() - t0)
+    return Calibration(
+        models=out, wall_s=time.perf_counter() - t0, host_busy_cores=busy_cores(cpu0)
+    )
 
 
 def fit_model(

@@ -28,7 +28,14 @@ from pydantic import Field
 
 from edgeagents.bench import BenchReport
 from edgeagents.scenario import Scenario, ScenarioError, load_scenario
-from serving.calibration import Calibration, calibrate, calibrated_scenario, fit_model
+from serving.calibration import (
+    Calibration,
+    busy_cores,
+    calibrate,
+    calibrated_scenario,
+    cpu_times,
+    fit_model,
+)
 from serving.loadgen import SentPrompt, send, sent_prompt
 from serving.replay import (
     Fidelity,
@@ -64,6 +71,9 @@ class ServeReport(BenchReport):
     actions_applied: int
     actions_refused: list[str] = Field(description="Refused actions with their reasons.")
     load_s: list[float] = Field(description="Measured load times of models loaded on the way.")
+    host_busy_cores_under_load: float | None = Field(
+        description="Mean busy cores of the host while prompts were sent (every process)."
+    )
     timeline: list[dict[str, Any]] = Field(
         description="Routing and deployment changes, when they took effect (s from load start)."
     )
@@ -145,6 +155,7 @@ def run_serve(
     seed: int = 0,
     placement: dict[str, list[str]] | None = None,
     calibration_repeats: int = 3,
+    calibration_quiet_wait_s: float = 30.0,
     start_ray: bool = True,
     on_line: Callable[[str], None] = print,
 ) -> ServeReport:
@@ -161,6 +172,7 @@ def run_serve(
         seed: Seeds the workload and the thinning.
         placement: Initial placement; None: `small_placement` of the scenario.
         calibration_repeats: Timed requests per probe size and model server.
+        calibration_quiet_wait_s: How long the timing may wait for a nearly idle host.
         start_ray: Start (and at the end stop) a local Ray and Serve here; False: use the
             ones this process is already connected to (tests).
         on_line: Where progress lines go.
@@ -206,8 +218,12 @@ def run_serve(
         )
         asked = {p.model for p in prompts}
         first = [m for m in sc.model_names if m in asked and any(m in ms for ms in placed.values())]
-        cal = calibrate(client, sc, first, prompts, repeats=calibration_repeats, on_line=on_line)
+        cal = calibrate(
+            client, sc, first, prompts, repeats=calibration_repeats,
+            quiet_wait_s=calibration_quiet_wait_s, on_line=on_line,
+        )  # fmt: skip
         start = city.now
+        cpu0 = cpu_times()
         lock = threading.Lock()
         done: list[SentPrompt] = []
 
@@ -242,6 +258,7 @@ def run_serve(
         for f in futures:
             f.result(timeout=300)
         pool.shutdown()
+        load_busy = busy_cores(cpu0)
         client.close()
         final = city.placement
         timeline = [
@@ -259,6 +276,7 @@ def run_serve(
         policy=policy, llm=llm, seed=seed, duration_s=duration_s, rate_per_s=rate_per_s,
         initial_placement=placed, final_placement=final, deploy_s=deploy_s,
         actions_applied=applied, actions_refused=refused, load_s=loads,
+        host_busy_cores_under_load=load_busy,
         max_batch=config.max_batch, max_queue_per_server=config.gateway.max_queue_per_server,
     )  # fmt: skip
     f = report.fidelity.overall
@@ -378,9 +396,11 @@ def print_fidelity(report: ServeReport, console: Any) -> None:
             _s(fit.simulated_mean_s if fit else None), _pct(fit.error if fit else None),
         )  # fmt: skip
     console.print(t)
+    cal, load = report.calibration.host_busy_cores, report.host_busy_cores_under_load
     console.print(
-        f"actions applied {report.actions_applied}, refused {len(report.actions_refused)}; "
-        f"placement now {report.final_placement}",
+        f"host busy cores (of {os.cpu_count()}, every process): {_s(cal)} while timing the "
+        f"servers, {_s(load)} under load. Actions applied {report.actions_applied}, refused "
+        f"{len(report.actions_refused)}; placement now {report.final_placement}",
         highlight=False,
     )
 

@@ -513,6 +513,7 @@ def test_serve_command_runs_the_agents_under_load(city: dict[str, Any], http: An
         port=int(city["url"].rsplit(":", 1)[1]),
         placement=placement,
         calibration_repeats=1,
+        calibration_quiet_wait_s=2,
         start_ray=False,
         on_line=lines.append,
     )

@@ -3,6 +3,8 @@ the simulator accepts, the replay serves exactly the prompts sent, the report's 
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -234,3 +236,14 @@ def test_bad_serve_input_is_one_line_exit_2(args: list[str], expected: str) -> N
     assert res.returncode == 2
     assert expected in res.stderr and "Traceback" not in res.stderr + res.stdout
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_host_cpu_figures_are_busy_cores() -> None:
+    from serving.calibration import busy_cores, cpu_times, wait_quiet
+
+    t = cpu_times()
+    sum(i * i for i in range(200_000))  # some work of our own
+    busy = busy_cores(t)
+    assert busy is None or 0.0 <= busy <= (os.cpu_count() or 1) + 1e-9
+    quiet = wait_quiet(0.0)
+    assert quiet is None or quiet >= 0.0
