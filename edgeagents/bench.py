@@ -91,7 +91,7 @@ def compare(
         sim_wall += run.sim_wall_s
         results.append(summarize(name, scenario, workload, run.outcomes, refs, bound,
                                  wall_s=run.wall_s))  # fmt: skip
-    results.append(summarize(LOWER_BOUND, scenario, workload, _bound_outcomes(bound), refs, bound))
+    results.append(summarize(LOWER_BOUND, scenario, workload, bound_outcomes(bound), refs, bound))
     reference = next((r for r in results if r.policy == REFERENCE_POLICY), None)
     if reference is not None and reference.mean_latency_s:
         for r in results:
@@ -118,7 +118,7 @@ def _name(policy: PolicyLike) -> str:
     return getattr(policy[1], "name", type(policy[1]).__name__)
 
 
-def _bound_outcomes(bound: np.ndarray) -> EpisodeOutcomes:
+def bound_outcomes(bound: np.ndarray) -> EpisodeOutcomes:
     n = len(bound)
     zeros = np.zeros(n)
     return EpisodeOutcomes(

@@ -85,12 +85,12 @@ class _Gpu:
 
 
 class _Replica:
-    """One placed model on one GPU; the analytic iteration-level batcher lives here."""
+    """One placed model on one GPU; the analytic batcher (iteration-level or static) lives here."""
 
     __slots__ = (
-        "alive", "busy_cum", "busy_hist", "gpu", "id", "inbound", "last_t", "max_batch",
-        "memory_gb", "model", "queue", "ready_at", "running", "seq", "share", "share_eff",
-        "site", "spec", "stall_work", "svc", "v", "version",
+        "alive", "batch_t", "busy_cum", "busy_hist", "gpu", "id", "inbound", "last_t",
+        "max_batch", "memory_gb", "model", "parked", "queue", "ready_at", "running", "seq",
+        "share", "share_eff", "site", "spec", "stall_work", "static", "svc", "v", "version",
     )  # fmt: skip
 
     def __init__(
@@ -111,6 +111,11 @@ class _Replica:
         self.alive = True
         self.queue: deque[_Job] = deque()
         self.running: list[tuple[float, int, _Job]] = []
+        self.static = spec.batching == "static"
+        self.parked: list[_Job] = []
+        """Static batching: prompts of the running batch that are done, held until it ends."""
+        self.batch_t = -1.0
+        """Static batching: when the running batch started."""
         self.seq = 0
         self.v = 0.0
         self.last_t = 0.0
@@ -121,7 +126,14 @@ class _Replica:
         self.busy_hist: deque[tuple[float, float]] = deque()
 
     def outstanding(self) -> int:
-        return self.inbound + len(self.queue) + len(self.running)
+        return self.inbound + len(self.queue) + len(self.running) + len(self.parked)
+
+    def takes_new(self, now: float) -> bool:
+        """Whether a waiting prompt may start now: a free batch slot, and under static batching
+        no batch running (or one that starts at this very instant)."""
+        if self.static and self.running and self.batch_t != now:
+            return False
+        return len(self.running) < self.max_batch
 
     def iter_eff_s(self, batch: int) -> float:
         return self.svc.iter_s(batch) / self.share_eff
@@ -542,7 +554,7 @@ class SimulatedCity:
             return self._redispatch(job)
         now = self.engine.now
         job.join_t = now
-        if r.ready_at <= now and len(r.running) < r.max_batch and not r.queue:
+        if r.ready_at <= now and r.takes_new(now) and not r.queue:
             r.advance_to(now)
             was_busy = bool(r.running)
             self._start(r, job)
@@ -563,7 +575,14 @@ class SimulatedCity:
         running = r.running
         while running and running[0][0] <= r.v + 1e-6:
             _, _, job = heapq.heappop(running)
-            self._complete(job, r)
+            if r.static:
+                r.parked.append(job)
+            else:
+                self._complete(job, r)
+        if r.static and not running:
+            for job in r.parked:
+                self._complete(job, r)
+            r.parked.clear()
         return self._fill(r, was_busy=True)
 
     def _fill(self, r: _Replica, *, was_busy: bool | None = None) -> list:
@@ -571,8 +590,9 @@ class SimulatedCity:
         r.advance_to(now)
         if was_busy is None:
             was_busy = bool(r.running)
-        while r.queue and len(r.running) < r.max_batch:
-            self._start(r, r.queue.popleft())
+        if r.takes_new(now):
+            while r.queue and len(r.running) < r.max_batch:
+                self._start(r, r.queue.popleft())
         if was_busy != bool(r.running):
             self._rebalance(r.gpu)
         return self._reschedule(r)
@@ -583,6 +603,8 @@ class SimulatedCity:
         job.start_t = now
         job.cold_s = max(0.0, min(r.ready_at, now) - job.join_t)
         r.stall_work += self._setup_h200[i] * r.svc.compute_ratio
+        if not r.running:
+            r.batch_t = now
         r.seq += 1
         heapq.heappush(r.running, (r.v + self._iters[i], r.seq, job))
 
@@ -743,8 +765,9 @@ class SimulatedCity:
         r.gpu.replicas.remove(r)
         self._replicas_by_model[r.model].remove(r)
         self._rebalance(r.gpu)
-        jobs = [j for _, _, j in r.running] + list(r.queue)
+        jobs = r.parked + [j for _, _, j in r.running] + list(r.queue)
         r.running.clear()
+        r.parked = []
         r.queue.clear()
         follow: list = []
         for job in jobs:

@@ -79,8 +79,76 @@ def cudagraph_profiles() -> dict[str, Any]:
     return _load("h200-decode-cudagraph.json")["models"]
 
 
+_MEASURED: dict[str, dict[str, Any]] = {}
+"""Profiles added at run time (`register_profiles`): measured on the user's own hardware."""
+
+_REQUIRED: dict[str, dict[str, tuple[str, ...]]] = {
+    "llm": {"prefill": ("batch", "input_tokens", "median_s"), "decode_step": ("batch", "median_s")},
+    "vlm": {"prefill": ("batch", "input_tokens", "median_s"), "decode_step": ("batch", "median_s")},
+    "text-to-image": {
+        "text_encode": ("median_s",),
+        "vae_decode": ("images", "median_s"),
+        "unet_step": ("batch", "median_s"),
+    },
+    "speech-to-text": {"encode": ("batch", "median_s"), "decode_step": ("batch", "median_s")},
+}
+
+
 def known_profiles() -> list[str]:
-    return sorted(k for k in eager_profiles() if k != "host-to-device-copy")
+    """Names of the built-in profiles and of those registered in this process."""
+    return sorted([k for k in eager_profiles() if k != "host-to-device-copy"] + list(_MEASURED))
+
+
+def profile(name: str) -> dict[str, Any]:
+    """The figures of one profile, built in or registered."""
+    built_in = eager_profiles()
+    if name in built_in:
+        return built_in[name]
+    try:
+        return _MEASURED[name]
+    except KeyError:
+        raise KeyError(f"unknown profile {name!r} (known: {', '.join(known_profiles())})") from None
+
+
+def check_profile(kind: str, data: dict[str, Any]) -> None:
+    """Raise ValueError naming what a profile lacks to serve a model of `kind`."""
+    if not isinstance(data.get("weights_bytes"), int | float) or data["weights_bytes"] < 0:
+        raise ValueError("weights_bytes: a non-negative number is required")
+    for table, keys in _REQUIRED[kind].items():
+        rows = data.get(table)
+        if not isinstance(rows, list) or not rows:
+            raise ValueError(f"{table}: a {kind} profile needs at least one row")
+        positive = table in ("decode_step", "unet_step")  # the batch advances at 1 / step
+        for j, row in enumerate(rows):
+            for k in keys:
+                v = row.get(k) if isinstance(row, dict) else None
+                if not isinstance(v, int | float) or not v >= 0:
+                    raise ValueError(f"{table}[{j}].{k}: a non-negative number is required")
+                if positive and k == "median_s" and v <= 0:
+                    raise ValueError(f"{table}[{j}].median_s: a step takes a positive time")
+    if kind in ("llm", "vlm") and not any(r["batch"] == 1 for r in data["prefill"]):
+        raise ValueError("prefill: a row with batch 1 is required")
+    if kind == "text-to-image" and not any(r["images"] == 1 for r in data["vae_decode"]):
+        raise ValueError("vae_decode: a row with images 1 is required")
+
+
+def register_profiles(profiles: dict[str, dict[str, Any]]) -> None:
+    """Add measured profiles (the shape of a model in `h200-hf-eager.json`) under new names.
+
+    Registering a name again is allowed only with the same figures (a scenario file loaded
+    twice); a built-in name, or a name already holding other figures, raises ValueError.
+    """
+    for name, data in profiles.items():
+        if name in eager_profiles():
+            raise ValueError(f"profile {name!r} is built in; give a measured profile a new name")
+        have = _MEASURED.get(name)
+        copy = json.loads(json.dumps(data))
+        if have is not None and have != copy:
+            raise ValueError(
+                f"profile {name!r} is already registered with other figures; give each "
+                "calibration its own name (serving.calibration adds a digest)"
+            )
+        _MEASURED[name] = copy
 
 
 @cache
@@ -112,23 +180,23 @@ def setup_h200_s(
     resolution_px: ArrayOrFloat = 0,
 ) -> ArrayOrFloat:
     """One-off phases of a prompt on a whole H200; every GPU type scales it by compute ratio."""
-    p = eager_profiles()
     kind = model.kind
+    main = profile(model.profile)
     if kind in ("llm", "vlm"):
-        xs, ys = _rows(p[model.profile]["prefill"], "input_tokens", batch=1)
+        xs, ys = _rows(main["prefill"], "input_tokens", batch=1)
         t = _interp(np.add(input_tokens, np.multiply(VLM_TOKENS_PER_IMAGE, images)), xs, ys)
         if kind == "vlm" and model.encoder_profile:
-            exs, eys = _rows(p[model.encoder_profile]["encode"], "batch")
+            exs, eys = _rows(profile(model.encoder_profile)["encode"], "batch")
             t = t + np.where(np.asarray(images) > 0, _interp(np.maximum(images, 1), exs, eys), 0.0)
         return t
     if kind == "text-to-image":
-        sd = p[model.profile]
+        sd = main
         area = (np.maximum(resolution_px, 1) / SD_BASE_RESOLUTION_PX) ** 2
         text = sd["text_encode"][0]["median_s"]
         vae = next(r["median_s"] for r in sd["vae_decode"] if r["images"] == 1)
         return text + vae * area
     windows = np.maximum(1, np.ceil(np.divide(audio_s, WHISPER_WINDOW_S)))
-    exs, eys = _rows(p[model.profile]["encode"], "batch")
+    exs, eys = _rows(main["encode"], "batch")
     return _interp(1.0, exs, eys) * windows
 
 
@@ -198,13 +266,13 @@ class ServiceModel:
     def _iter_uncached(self, batch: int) -> float:
         kind = self.model.kind
         if kind == "text-to-image":
-            xs, ys = _rows(eager_profiles()[self.model.profile]["unet_step"], "batch")
+            xs, ys = _rows(profile(self.model.profile)["unet_step"], "batch")
             # Classifier-free guidance doubles the UNet batch: one image = batch 2.
             return _interp(2.0 * batch, xs, ys) * self.compute_ratio
         return self._decode_s(batch)
 
     def _decode_s(self, batch: int) -> float:
-        eager_rows = eager_profiles()[self.model.profile]["decode_step"]
+        eager_rows = profile(self.model.profile)["decode_step"]
         ctx = self.model.typical_context_tokens
         optimized = self._optimized_decode_h200(batch, ctx) * self.bandwidth_ratio
         if self.regime == "optimized":
@@ -215,7 +283,7 @@ class ServiceModel:
     def _optimized_decode_h200(self, batch: int, ctx: int) -> float:
         graphs = cudagraph_profiles().get(self.model.profile)
         if graphs is None:
-            weights = eager_profiles()[self.model.profile]["weights_bytes"]
+            weights = profile(self.model.profile)["weights_bytes"]
             if self.model.kind == "speech-to-text":
                 weights *= WHISPER_DECODER_WEIGHT_SHARE
             return weights / (optimized_bandwidth_tbps() * 1e12)

@@ -9,13 +9,18 @@ from __future__ import annotations
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import networkx as nx
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from edgeagents.profiles import BUILTIN_GPU_TYPES, known_profiles
+from edgeagents.profiles import (
+    BUILTIN_GPU_TYPES,
+    check_profile,
+    known_profiles,
+    register_profiles,
+)
 from edgeagents.state import Cell, EngineRegime, GpuType, Link, ModelSpec, Site
 
 
@@ -143,6 +148,13 @@ class Scenario(_Config):
     cells: list[Cell] = Field(min_length=1)
     links: list[Link] = Field(default_factory=list)
     models: list[ModelSpec] = Field(min_length=1)
+    profiles: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Profiles measured on other hardware, added to the built-in ones under new "
+        "names (the shape of a model in edgeagents/data/h200-hf-eager.json; `edgeagents serve` "
+        "writes them from its calibration). Use them with a GPU type whose bf16_tflops and "
+        "memory_bandwidth_gbps equal the H200's, so they apply unscaled.",
+    )
     placement: dict[str, list[str]] = Field(
         default_factory=dict, description="Initial replicas: site -> models (one replica each)."
     )
@@ -179,6 +191,17 @@ class Scenario(_Config):
                 raise ValueError(f"links[{i}]: a link joins two different sites, got {link.a!r}")
         if len(self.sites) > 1 and not nx.is_connected(self._graph()):
             raise ValueError("links: the backhaul does not connect every site")
+        kinds = {m.profile: m.kind for m in self.models}
+        for name, data in self.profiles.items():
+            if name in kinds:
+                try:
+                    check_profile(kinds[name], data)
+                except ValueError as e:
+                    raise ValueError(f"profiles.{name}.{e}") from e
+        try:
+            register_profiles(self.profiles)
+        except ValueError as e:
+            raise ValueError(f"profiles: {e}") from e
         profiles = set(known_profiles())
         largest = max(gpu_types[slot.type].memory_gb for s in self.sites for slot in s.gpus)
         for i, m in enumerate(self.models):

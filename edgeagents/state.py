@@ -20,6 +20,9 @@ EngineRegime = Literal["hf-eager", "optimized"]
 """`hf-eager`: plain transformers code (decode launch-bound, ~60 ms a step on an H200).
 `optimized`: a vLLM-class engine (decode near weights/bandwidth, CUDA graphs)."""
 
+BatchingMode = Literal["iteration", "static"]
+"""How a replica batches: `iteration` (continuous) or `static` (a batch runs to completion)."""
+
 DecisionPath = Literal["lm", "repaired", "fallback", "tools", "baseline"]
 """Who produced a decision: the LM as answered, the LM after repair, the deterministic
 fallback (LM disabled, failed or timed out), the tools alone (one feasible option, nothing for
@@ -118,6 +121,13 @@ class ModelSpec(_Frozen):
         default=1024, ge=1, description="Context length that sizes the KV reservation per item."
     )
     max_batch: int = Field(default=32, ge=1, description="Default batch limit of a replica.")
+    batching: BatchingMode = Field(
+        default="iteration",
+        description="iteration: a prompt joins the running batch at once and leaves when done "
+        "(vLLM-class engines); static: an idle replica takes a batch from its queue, runs it to "
+        "completion and returns every result at its end (plain HF generate, llama.cpp's Python "
+        "binding, the CPU servers of serving/).",
+    )
     init_s: float = Field(
         default=3.0, ge=0, description="Process start-up and model construction before weights."
     )

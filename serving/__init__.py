@@ -29,6 +29,15 @@ _LAZY = {
     "build_model_server_app": "serving.app",
     "deploy_city": "serving.app",
     "create_engine": "serving.engines",
+    "Calibration": "serving.calibration",
+    "calibrate": "serving.calibration",
+    "calibrated_scenario": "serving.calibration",
+    "SentPrompt": "serving.loadgen",
+    "replay": "serving.replay",
+    "replay_workload": "serving.replay",
+    "Fidelity": "serving.replay",
+    "ServeReport": "serving.cli",
+    "run_serve": "serving.cli",
 }
 
 __all__ = [

@@ -102,6 +102,10 @@ class RayServeCity:
             deploy_city(self.config.model_copy(update={"gateway": self._gateway_config()}))
             self.initial_load_s = time.perf_counter() - t
         self._gateway = serve.get_app_handle(GATEWAY_APP)
+        self.timeline: list[Decision] = []
+        """What changed and when it took effect (seconds on `now`'s clock): each routing
+        policy when the gateway had it, each unload when its server stopped taking requests,
+        each load or reconfiguration when its server was RUNNING and in the placement."""
         self._t0 = time.monotonic()  # time 0 is when the city serves
         self._epoch0 = time.time()
 
@@ -127,6 +131,7 @@ class RayServeCity:
         load_s: dict[int, float] = {}
         if decision.routing is not None:
             self._gateway.set_policy.remote(decision.routing.model_dump()).result(timeout_s=30)
+            self.timeline.append(Decision(time_s=self.now, routing=decision.routing))
         order = {"unload": 0, "configure": 1, "load": 2}
         loads: list[tuple[DeploymentAction, _Replica]] = []
         from serving.app import missing_sites, site_resources_hint
@@ -141,6 +146,7 @@ class RayServeCity:
             if a.op == "unload":
                 self._replicas.pop((a.site, a.model))
                 self._push_placement()  # no new request goes there
+                self.timeline.append(Decision(time_s=self.now, actions=[a]))
                 serve.delete(server_app_name(a.model, a.site))
                 applied.append(a)
             elif a.op == "load":
@@ -170,6 +176,7 @@ class RayServeCity:
                 )
                 loads.append((a, r))  # redeploy with the new batch limit
         if loads:
+            ready: list[DeploymentAction] = []
             done = self._run_servers([r for _, r in loads])
             for a, r in loads:
                 seconds = done.get(r.id)
@@ -182,10 +189,13 @@ class RayServeCity:
                     )
                     continue
                 applied.append(a.model_copy(update={"gpu_index": r.gpu_index}))
+                ready.append(a.model_copy(update={"max_batch": r.max_batch}))
                 if a.op == "load":
                     load_s[r.id] = seconds
                     r.ready_at_s = self.now
             self._push_placement()
+            if ready:
+                self.timeline.append(Decision(time_s=self.now, actions=ready))
         return ApplyReport(time_s=self.now, applied=applied, refused=refused, load_s=load_s)
 
     def observe(self) -> Telemetry:

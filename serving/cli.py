@@ -1,32 +1,50 @@
 """`edgeagents serve`: a local city on Ray, the agents (or a baseline) steering it, a load
-generator sending the scenario's workload through the gateway, and the measured figures.
+generator sending the scenario's workload through the gateway, and the same figures as
+`edgeagents run`, beside the simulator's prediction for the same run (the fidelity figure).
 
 A plain function (`run_serve`), a typer command (`serve_command`) for the core CLI to mount,
-and a typer app (`app`, `python -m serving.cli serve`). Every site of
-the scenario becomes a `site-<name>` resource of one local Ray node; traffic goes to
-127.0.0.1 only. The simulator's prediction for the same workload is not printed beside the
-measured latency here: on a CPU machine the servers run SmolLM2 and tiny synthetic models, not
-the catalogue's GPU models the simulator's profiles describe, so such a figure would mislead.
+and a typer app (`app`, `python -m serving.cli serve`). Every site of the scenario becomes a
+`site-<name>` resource of one local Ray node; traffic goes to 127.0.0.1 only. Before the load,
+each model server is timed on a few request sizes (serving/calibration.py); after it, the run
+is replayed in the simulator on profiles fitted from those timings (serving/replay.py).
 """
 
 from __future__ import annotations
 
-import base64
-import io
 import json
+import math
 import os
+import socket
+import sys
 import threading
 import time
-import wave
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import numpy as np
 import typer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from edgeagents.scenario import Scenario, load_scenario
+from edgeagents.bench import BenchReport
+from edgeagents.scenario import Scenario, ScenarioError, load_scenario
+from serving.calibration import (
+    Calibration,
+    busy_cores,
+    calibrate,
+    calibrated_scenario,
+    cpu_times,
+    fit_model,
+)
+from serving.loadgen import SentPrompt, send, sent_prompt
+from serving.replay import (
+    Fidelity,
+    fidelity,
+    measured_outcomes,
+    replay,
+    replay_workload,
+    serve_results,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -34,37 +52,38 @@ if TYPE_CHECKING:
     from edgeagents.workload import Workload
 
 
-class ModelFigures(BaseModel):
-    """What the load generator measured for one model (client side, end to end)."""
+class ServeReport(BenchReport):
+    """What `edgeagents serve` writes: `edgeagents run`'s report (results: the run as measured,
+    its replay in the simulator, the zero-queue bound), the fidelity figure, and the run."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    model: str
-    sent: int
-    served: int
-    refused: dict[str, int] = Field(description="Error code -> count (429, 503, ...).")
-    mean_latency_s: float | None
-    p50_latency_s: float | None
-    p95_latency_s: float | None
-    sites: dict[str, int] = Field(description="Site -> requests it served.")
-
-
-class ServeRunReport(BaseModel):
-    """One `edgeagents serve` run."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    scenario: str
     policy: str
-    duration_s: float
+    llm: str
     rate_per_s: float
     initial_placement: dict[str, list[str]]
     final_placement: dict[str, list[str]]
     deploy_s: float = Field(description="Wall seconds to bring the initial city up.")
-    models: list[ModelFigures]
+    calibration: Calibration = Field(description="Profiles timed before the load.")
+    run_fit_calibration: Calibration = Field(
+        description="Profiles fitted to the run's own batches (the probes' where none ran)."
+    )
+    fidelity: Fidelity
+    sites_by_model: dict[str, dict[str, int]] = Field(description="Model -> site -> served.")
     actions_applied: int
     actions_refused: list[str] = Field(description="Refused actions with their reasons.")
     load_s: list[float] = Field(description="Measured load times of models loaded on the way.")
+    host_busy_cores_under_load: float | None = Field(
+        description="Mean busy cores of the host while prompts were sent (every process)."
+    )
+    timeline: list[dict[str, Any]] = Field(
+        description="Routing and deployment changes, when they took effect (s from load start)."
+    )
+    requests: list[dict[str, Any]] = Field(
+        description="Every prompt sent: sizes as sent, send time, outcome, server timings."
+    )
+
+
+class ServeInputError(ValueError):
+    """Bad input to `edgeagents serve`: one line, said before anything starts."""
 
 
 def small_placement(scenario: Scenario) -> dict[str, list[str]]:
@@ -77,53 +96,6 @@ def small_placement(scenario: Scenario) -> dict[str, list[str]]:
             site = scenario.site_names[0]
         out.setdefault(site, []).append(m)
     return out
-
-
-def _wav(seconds: float) -> bytes:
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16_000)
-        t = np.arange(int(seconds * 16_000)) / 16_000
-        w.writeframes((np.sin(2 * np.pi * 300 * t) * 8000).astype(np.int16).tobytes())
-    return buf.getvalue()
-
-
-def _png_url() -> str:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("RGB", (32, 32), (40, 120, 200)).save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
-def _request(scenario: Scenario, w: Workload, i: int) -> tuple[str, dict[str, Any]]:
-    """The HTTP path and httpx keyword arguments of prompt `i` (sizes capped for CPU)."""
-    model = w.model_names[int(w.model[i])]
-    kind = scenario.model(model).kind
-    words = " ".join(["city"] * int(min(max(w.input_tokens[i], 1), 200)))
-    if kind == "text-to-image":
-        body = {"model": model, "prompt": words, "size": "16x16", "num_inference_steps": 2}
-        return "/v1/images/generations", {"json": body}
-    if kind == "speech-to-text":
-        audio = _wav(float(min(max(w.audio_s[i], 0.5), 3.0)))
-        return "/v1/audio/transcriptions", {
-            "files": {"file": ("a.wav", audio, "audio/wav")},
-            "data": {"model": model},
-        }
-    content: Any = words
-    if kind == "vlm":
-        content = [
-            {"type": "text", "text": words},
-            {"type": "image_url", "image_url": {"url": _png_url()}},
-        ]
-    body = {
-        "model": model,
-        "messages": [{"role": "user", "content": content}],
-        "max_tokens": int(min(max(w.output_tokens[i], 1), 16)),
-    }
-    return "/v1/chat/completions", {"json": body}
 
 
 def _thin(w: Workload, rate_per_s: float, duration_s: float, seed: int) -> list[int]:
@@ -147,27 +119,29 @@ def _controller(policy: str, llm: str) -> Any:
     return CONTROLLERS.create(policy)
 
 
-def _figures(model: str, rows: list[dict[str, Any]]) -> ModelFigures:
-    mine = [r for r in rows if r["model"] == model]
-    ok = [r for r in mine if r["status"] == 200]
-    lat = np.array([r["latency_s"] for r in ok])
-    refused: dict[str, int] = {}
-    for r in mine:
-        if r["status"] != 200:
-            refused[r["code"]] = refused.get(r["code"], 0) + 1
-    sites: dict[str, int] = {}
-    for r in ok:
-        sites[r["site"]] = sites.get(r["site"], 0) + 1
-    return ModelFigures(
-        model=model,
-        sent=len(mine),
-        served=len(ok),
-        refused=refused,
-        mean_latency_s=float(lat.mean()) if lat.size else None,
-        p50_latency_s=float(np.percentile(lat, 50)) if lat.size else None,
-        p95_latency_s=float(np.percentile(lat, 95)) if lat.size else None,
-        sites=sites,
-    )
+def check_inputs(scenario: str, duration_s: float, rate_per_s: float, port: int | None) -> Scenario:
+    """The scenario, once duration, rate and port are known good; `ServeInputError` (one line)
+    otherwise."""
+    if not (math.isfinite(duration_s) and duration_s > 0):
+        raise ServeInputError(f"--duration {duration_s:g}: give a positive number of seconds")
+    if not (math.isfinite(rate_per_s) and rate_per_s > 0):
+        raise ServeInputError(f"--rate {rate_per_s:g}: give a positive number of prompts per s")
+    try:
+        sc = load_scenario(scenario)
+    except ScenarioError as e:
+        raise ServeInputError(str(e)) from e
+    if port is not None:
+        if not 1 <= port <= 65535:
+            raise ServeInputError(f"--port {port}: give a TCP port in 1..65535")
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError as e:
+                raise ServeInputError(
+                    f"--port {port}: 127.0.0.1:{port} is in use ({e.strerror}); pick a free port"
+                ) from e
+    return sc
 
 
 def run_serve(
@@ -180,10 +154,13 @@ def run_serve(
     port: int = 8000,
     seed: int = 0,
     placement: dict[str, list[str]] | None = None,
+    calibration_repeats: int = 3,
+    calibration_quiet_wait_s: float = 30.0,
     start_ray: bool = True,
     on_line: Callable[[str], None] = print,
-) -> ServeRunReport:
-    """Bring a city up on Ray, steer it for `duration_s` under load, and report.
+) -> ServeReport:
+    """Bring a city up on Ray, time its servers, steer it for `duration_s` under load, replay
+    the run in the simulator, and report both.
 
     Args:
         scenario: Scenario name or YAML path.
@@ -194,22 +171,27 @@ def run_serve(
         port: Serve's HTTP port on 127.0.0.1.
         seed: Seeds the workload and the thinning.
         placement: Initial placement; None: `small_placement` of the scenario.
+        calibration_repeats: Timed requests per probe size and model server.
+        calibration_quiet_wait_s: How long the timing may wait for a nearly idle host.
         start_ray: Start (and at the end stop) a local Ray and Serve here; False: use the
             ones this process is already connected to (tests).
         on_line: Where progress lines go.
+
+    Raises:
+        ServeInputError: bad duration, rate, scenario or (with `start_ray`) a port in use.
     """
     import httpx
 
     from edgeagents.workload import generate_workload
     from serving.city import RayServeCity
-    from serving.config import site_resource
+    from serving.config import CityAppConfig, site_resource
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    sc = load_scenario(scenario)
+    sc = check_inputs(scenario, duration_s, rate_per_s, port if start_ray else None)
     placed = placement if placement is not None else small_placement(sc)
     controller = _controller(policy, llm)
     workload = generate_workload(sc, duration_s=duration_s, seed=seed)
-    chosen = _thin(workload, rate_per_s, duration_s, seed)
+    prompts = [sent_prompt(sc, workload, i) for i in _thin(workload, rate_per_s, duration_s, seed)]
     if start_ray:
         import ray
         from ray import serve
@@ -224,52 +206,43 @@ def run_serve(
         serve.start(http_options={"host": "127.0.0.1", "port": port})
     try:
         t0 = time.perf_counter()
-        city = RayServeCity(
-            {"gateway": {"scenario": scenario, "placement": placed}},
-            deploy=start_ray,
+        config = CityAppConfig.model_validate(
+            {"gateway": {"scenario": scenario, "placement": placed}}
         )
+        city = RayServeCity(config, deploy=start_ray)
         deploy_s = time.perf_counter() - t0
         on_line(f"city up in {deploy_s:.1f} s: {placed}")
-        url = f"http://127.0.0.1:{port}"
-        rows: list[dict[str, Any]] = []
+        client = httpx.Client(
+            base_url=f"http://127.0.0.1:{port}",
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
+        )
+        asked = {p.model for p in prompts}
+        first = [m for m in sc.model_names if m in asked and any(m in ms for ms in placed.values())]
+        cal = calibrate(
+            client, sc, first, prompts, repeats=calibration_repeats,
+            quiet_wait_s=calibration_quiet_wait_s, on_line=on_line,
+        )  # fmt: skip
+        start = city.now
+        cpu0 = cpu_times()
         lock = threading.Lock()
+        done: list[SentPrompt] = []
 
-        def send(i: int) -> None:
-            delay = workload.arrival_s[i] - city.now
+        def go(p: SentPrompt) -> None:
+            delay = start + p.arrival_s - city.now
             if delay > 0:
                 time.sleep(delay)
-            path, kwargs = _request(sc, workload, i)
-            cell = workload.cell_names[int(workload.cell[i])]
-            t = time.perf_counter()
-            try:
-                r = httpx.post(
-                    url + path, headers={"x-edgeagents-cell": cell}, timeout=120, **kwargs
-                )
-                body = (
-                    r.json()
-                    if r.headers.get("content-type", "").startswith("application/json")
-                    else {}
-                )
-                status = r.status_code
-            except httpx.HTTPError as e:
-                body, status = {"error": {"code": type(e).__name__}}, 599
-            row = {
-                "model": workload.model_names[int(workload.model[i])],
-                "status": status,
-                "latency_s": time.perf_counter() - t,
-                "site": (body.get("x_edgeagents") or {}).get("site"),
-                "code": (body.get("error") or {}).get("code") if status != 200 else None,
-            }
+            p.sent_s = city.now - start
+            send(client, p)
             with lock:
-                rows.append(row)
+                done.append(p)
 
         pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="load")
-        futures = [pool.submit(send, i) for i in chosen]
+        futures = [pool.submit(go, p) for p in prompts]
         applied, refused, loads = 0, [], []
         tick = sc.control.tick_s
         t = tick
         while t <= duration_s:
-            city.advance(t)
+            city.advance(start + t)
             _, report = controller.step(city, sc, charge_decision_time=False)
             applied += len(report.applied)
             refused += [
@@ -278,26 +251,19 @@ def run_serve(
             ]
             loads += list(report.load_s.values())
             on_line(
-                f"t={city.now:6.1f}s  sent={len(rows)}/{len(chosen)}  applied={len(report.applied)}"
-                f"  refused={len(report.refused)}"
+                f"t={city.now - start:6.1f}s  sent={len(done)}/{len(prompts)}  "
+                f"applied={len(report.applied)}  refused={len(report.refused)}"
             )
-            t = max(t + tick, city.now)
+            t = max(t + tick, city.now - start)
         for f in futures:
             f.result(timeout=300)
         pool.shutdown()
-        report = ServeRunReport(
-            scenario=sc.name,
-            policy=policy,
-            duration_s=duration_s,
-            rate_per_s=rate_per_s,
-            initial_placement=placed,
-            final_placement=city.placement,
-            deploy_s=deploy_s,
-            models=[_figures(m, rows) for m in sc.model_names],
-            actions_applied=applied,
-            actions_refused=refused,
-            load_s=loads,
-        )
+        load_busy = busy_cores(cpu0)
+        client.close()
+        final = city.placement
+        timeline = [
+            d.model_copy(update={"time_s": max(0.0, d.time_s - start)}) for d in city.timeline
+        ]
     finally:
         if start_ray:
             import ray
@@ -305,31 +271,144 @@ def run_serve(
 
             serve.shutdown()
             ray.shutdown()
-    for line in format_table(report):
-        on_line(line)
+    report = build_report(
+        sc, prompts, cal, timeline,
+        policy=policy, llm=llm, seed=seed, duration_s=duration_s, rate_per_s=rate_per_s,
+        initial_placement=placed, final_placement=final, deploy_s=deploy_s,
+        actions_applied=applied, actions_refused=refused, load_s=loads,
+        host_busy_cores_under_load=load_busy,
+        max_batch=config.max_batch, max_queue_per_server=config.gateway.max_queue_per_server,
+    )  # fmt: skip
+    f = report.fidelity.overall
+    on_line(
+        f"served {report.results[0].served}/{report.prompts}; mean measured "
+        f"{_s(f.measured_mean_s)} s, simulated {_s(f.simulated_mean_s)} s, error {_pct(f.error)}"
+    )
     return report
 
 
-def format_table(report: ServeRunReport) -> list[str]:
-    """The per-model table, as `edgeagents run` prints one (measured, client side)."""
-    head = (
-        f"{'model':<24}{'sent':>6}{'served':>8}{'refused':>9}{'mean s':>9}{'p50 s':>8}{'p95 s':>8}"
+def build_report(
+    scenario: Scenario,
+    prompts: list[SentPrompt],
+    calibration: Calibration,
+    timeline: list[Any],
+    *,
+    policy: str,
+    max_batch: int,
+    max_queue_per_server: int,
+    initial_placement: dict[str, list[str]],
+    **run: Any,
+) -> ServeReport:
+    """Replay the run in the simulator on the calibrated scenario, once with the profiles timed
+    before the load (models first placed on the way are fitted from the run) and once with
+    profiles fitted to the run's own batches, and put all in a report."""
+    served = {
+        m.name: [p for p in prompts if p.model == m.name and p.served] for m in scenario.models
+    }
+    run_fit = {
+        m.name: fit_model(m.name, m.kind, served[m.name], source="run") for m in scenario.models
+    }
+    probes = {m: calibration.models.get(m) or run_fit[m] for m in run_fit}
+    run_fit = {m: c if c.source == "run" else probes[m] for m, c in run_fit.items()}
+    cal = calibration.model_copy(update={"models": probes})
+    sims: dict[str, tuple[Any, dict[str, float]]] = {}
+    figures = {}
+    t = time.perf_counter()
+    for label, models in (("simulator", probes), ("simulator, run fit", run_fit)):
+        cal_sc = calibrated_scenario(
+            scenario, Calibration(models=models, wall_s=0.0), placement=initial_placement,
+            max_batch=max_batch, max_queue_per_server=max_queue_per_server,
+        )  # fmt: skip
+        workload, order = replay_workload(cal_sc, prompts)
+        ps = [prompts[k] for k in order]
+        if label == "simulator":
+            base, measured = cal_sc, measured_outcomes(cal_sc, ps)
+        outcomes = replay(cal_sc, workload, timeline, [p.site for p in ps])
+        overhead = {m: c.overhead_s for m, c in models.items()}
+        sims[label] = (outcomes, overhead)
+        figures[label] = fidelity(cal_sc, workload, measured, outcomes, overhead,
+                                  {m: c.source for m, c in models.items()})  # fmt: skip
+    sim_wall = time.perf_counter() - t
+    codes: dict[str, int] = {}
+    sites: dict[str, dict[str, int]] = {}
+    for p in ps:
+        if p.served:
+            sites.setdefault(p.model, {}).setdefault(p.site or "?", 0)
+            sites[p.model][p.site or "?"] += 1
+        else:
+            codes[p.code or "unknown"] = codes.get(p.code or "unknown", 0) + 1
+    main = figures["simulator"]
+    return ServeReport(
+        scenario=f"{scenario.name} on Ray Serve",
+        seed=run.pop("seed"),
+        duration_s=run.pop("duration_s"),
+        engine="profiles measured here",
+        prompts=len(workload),
+        prompts_by_model=workload.counts_by_model(),
+        results=serve_results(policy, base, workload, measured, sims, refused_codes=codes),
+        sim_prompts_per_s=2 * len(workload) / sim_wall if sim_wall > 0 else 0.0,
+        policy=policy,
+        initial_placement=initial_placement,
+        calibration=cal,
+        run_fit_calibration=Calibration(models=run_fit, wall_s=0.0),
+        fidelity=Fidelity(
+            models=main.models, overall=main.overall, run_fit=figures["simulator, run fit"]
+        ),
+        sites_by_model=sites,
+        timeline=[d.model_dump(mode="json", exclude_defaults=True) for d in timeline],
+        requests=[p.to_dict() for p in ps],
+        **run,
     )
-    lines = [head, "-" * len(head)]
-    for m in report.models:
 
-        def f(x: float | None) -> str:
-            return "-" if x is None else f"{x:.3f}"
 
-        lines.append(
-            f"{m.model:<24}{m.sent:>6}{m.served:>8}{sum(m.refused.values()):>9}"
-            f"{f(m.mean_latency_s):>9}{f(m.p50_latency_s):>8}{f(m.p95_latency_s):>8}"
-        )
-    lines.append(
-        f"actions applied {report.actions_applied}, refused {len(report.actions_refused)}; "
-        f"placement now {report.final_placement}"
+def _s(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:+.1%}"
+
+
+def print_fidelity(report: ServeReport, console: Any) -> None:
+    """The fidelity table: mean latency per model, measured and simulated, and the error."""
+    from rich.table import Table
+
+    t = Table(
+        title="Fidelity: the simulator's replay of this run beside the measured latency",
+        caption="simulated = replay on profiles timed on these servers before the load + their "
+        "gateway overhead; run fit = the same with profiles fitted to this run's own server "
+        "times; error = simulated / measured - 1, over prompts served in both.",
     )
-    return lines
+    columns = ("model", "prompts", "measured s", "simulated s", "error", "overhead s",
+               "meas. queue s", "sim. queue s", "meas. infer s", "sim. infer s", "run fit s",
+               "error (run fit)")  # fmt: skip
+    for col in columns:
+        t.add_column(col, justify="left" if col == "model" else "right")
+    fid = report.fidelity
+    fits = {f.model: f for f in [*fid.run_fit.models, fid.run_fit.overall]} if fid.run_fit else {}
+    for f in [*fid.models, fid.overall]:
+        m, sm = f.measured_parts_s, f.simulated_parts_s
+        fit = fits.get(f.model)
+        t.add_row(
+            f.model, str(f.prompts), _s(f.measured_mean_s), _s(f.simulated_mean_s),
+            _pct(f.error), f"{f.overhead_s:.3f}", f"{m['queue']:.3f}",
+            f"{sm['queue'] + sm['cold']:.3f}", f"{m['infer']:.3f}", f"{sm['infer']:.3f}",
+            _s(fit.simulated_mean_s if fit else None), _pct(fit.error if fit else None),
+        )  # fmt: skip
+    console.print(t)
+    cal, load = report.calibration.host_busy_cores, report.host_busy_cores_under_load
+    console.print(
+        f"host busy cores (of {os.cpu_count()}, every process): {_s(cal)} while timing the "
+        f"servers, {_s(load)} under load. Actions applied {report.actions_applied}, refused "
+        f"{len(report.actions_refused)}; placement now {report.final_placement}",
+        highlight=False,
+    )
+
+
+def _fail(message: str) -> NoReturn:
+    from edgeagents.cli import fail
+
+    fail(message)
 
 
 def serve_command(
@@ -342,13 +421,25 @@ def serve_command(
     seed: int = typer.Option(0, help="Seed of the workload and its thinning."),
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
 ) -> None:
-    """Run the agents against a local Ray Serve city under load and print the figures."""
-    report = run_serve(
-        scenario, duration_s=duration, rate_per_s=rate, policy=policy, llm=llm, port=port,
-        seed=seed,
-    )  # fmt: skip
+    """Run the agents against a local Ray Serve city under load; print `edgeagents run`'s table
+    for the run as measured and as the simulator replays it, and the fidelity per model."""
+    from rich.console import Console
+
+    from edgeagents.cli import print_table
+
+    try:
+        check_inputs(scenario, duration, rate, port)
+        report = run_serve(
+            scenario, duration_s=duration, rate_per_s=rate, policy=policy, llm=llm, port=port,
+            seed=seed, on_line=lambda line: print(line, file=sys.stderr),
+        )  # fmt: skip
+    except ServeInputError as e:
+        _fail(str(e))
+    print_table(report)
+    print_fidelity(report, Console(width=None if sys.stdout.isatty() else 150))
     if json_path is not None:
-        json_path.write_text(json.dumps(report.model_dump(), indent=2))
+        json_path.write_text(json.dumps(report.model_dump(mode="json"), indent=2))
+        print(f"wrote {json_path}")
 
 
 app = typer.Typer(help=__doc__.splitlines()[0], add_completion=False, no_args_is_help=True)

@@ -60,6 +60,27 @@ def test_two_prompts_share_a_replica_by_iteration(tiny):
     assert city.out.latency_s[1] == pytest.approx(second_done + down_b, abs=1e-9)
 
 
+def test_static_batching_runs_a_batch_to_completion_and_answers_at_its_end():
+    """The same two prompts, then a third arriving mid-batch, on a static-batching replica:
+    the batch of two is as above but both answer when it ends; the third waits for it."""
+    sc = tiny_scenario(models=[{**tiny_scenario().models[0].model_dump(), "batching": "static"}])
+    rows = [
+        {"arrival_s": 0.0, "input_tokens": 128, "output_tokens": 10},
+        {"arrival_s": 0.0, "input_tokens": 128, "output_tokens": 30},
+        {"arrival_s": 0.2, "input_tokens": 128, "output_tokens": 10},
+    ]
+    city = run_city(sc, rows)
+    up = HALF_RTT + 128 * 4 * 8 / 40e6
+    batch_done = up + 2 * PREFILL[128] + 10 * _decode(2) + 20 * DECODE[1]
+    down_a = HALF_RTT + 10 * 4 * 8 / 200e6
+    down_b = HALF_RTT + 30 * 4 * 8 / 200e6
+    assert city.out.latency_s[0] == pytest.approx(batch_done + down_a, abs=1e-9)
+    assert city.out.latency_s[1] == pytest.approx(batch_done + down_b, abs=1e-9)
+    third = batch_done + PREFILL[128] + 10 * DECODE[1] + down_a - 0.2
+    assert city.out.latency_s[2] == pytest.approx(third, abs=1e-9)
+    assert city.out.queue_s[2] == pytest.approx(batch_done - 0.2 - up, abs=1e-9)
+
+
 def _decode(batch: int) -> float:
     """Cudagraph decode at context 512, linear between measured batches 1 and 8."""
     return DECODE[1] + (DECODE[8] - DECODE[1]) * (batch - 1) / 7

@@ -496,8 +496,10 @@ def test_ray_serve_city_applies_a_decision_and_routing_follows(
 
 
 def test_serve_command_runs_the_agents_under_load(city: dict[str, Any], http: Any) -> None:
-    """`edgeagents serve`'s function on the running city: the control graph (fallback only)
-    steers it while the load generator sends the scenario's prompts through the gateway."""
+    """`edgeagents serve`'s function on the running city: its servers are timed, the control
+    graph (fallback only) steers it while the load generator sends the scenario's prompts
+    through the gateway; the report has `edgeagents run`'s figures for the run as measured
+    and as the simulator replays it, and the fidelity figure."""
     from serving.cli import run_serve
 
     placement = http.get("/admin/telemetry").json()["placement"]
@@ -510,11 +512,32 @@ def test_serve_command_runs_the_agents_under_load(city: dict[str, Any], http: An
         llm="none",
         port=int(city["url"].rsplit(":", 1)[1]),
         placement=placement,
+        calibration_repeats=1,
+        calibration_quiet_wait_s=2,
         start_ray=False,
         on_line=lines.append,
     )
-    chat = next(m for m in report.models if m.model == "chat")
-    assert chat.sent >= 3
-    assert chat.served + sum(chat.refused.values()) == chat.sent
-    assert chat.served >= 1 and chat.p50_latency_s > 0
-    assert any(line.startswith("chat ") for line in lines)
+    # Every prompt sent ended served or refused with a reason.
+    assert report.prompts >= 3 and len(report.requests) == report.prompts
+    assert all(r["status"] == 200 or r["code"] for r in report.requests)
+    measured, simulated, run_fit, bound = report.results
+    assert (measured.policy, simulated.policy) == ("agents (measured)", "agents (simulator)")
+    assert measured.served + measured.refused == report.prompts >= measured.served >= 1
+    chat = next(m for m in measured.per_model if m.model == "chat")
+    lat = [r["latency_s"] for r in report.requests if r["model"] == "chat" and r["status"] == 200]
+    assert chat.mean_latency_s == pytest.approx(float(np.mean(lat)))
+    # Jain over model types of ref_k / measured mean_k (one type here: exactly 1).
+    assert chat.normalized_speed == pytest.approx(chat.reference_s / chat.mean_latency_s)
+    assert measured.jain == pytest.approx(1.0) and bound.policy == "lower-bound"
+    # The calibration timed the chat server; the fidelity figure is finite.
+    assert report.calibration.models["chat"].source == "probes"
+    assert report.calibration.models["chat"].points
+    fid = next(f for f in report.fidelity.models if f.model == "chat")
+    assert fid.prompts >= 1 and np.isfinite(fid.error)
+    assert np.isfinite(report.fidelity.overall.error)
+    assert report.fidelity.run_fit is not None
+    assert np.isfinite(report.fidelity.run_fit.overall.error)
+    assert simulated.served + simulated.refused == report.prompts
+    assert run_fit.served + run_fit.refused == report.prompts
+    assert any(line.startswith("calibrated chat") for line in lines)
+    assert any(line.startswith("served ") and "error" in line for line in lines)
