@@ -288,7 +288,8 @@ def recovery_epochs(
     """(recovery in planning epochs, steady state). The steady state is the median of the
     last third of the epochs from the shift's on. The recovery counts the epochs from the
     shift's until the curve is back within `band` above the steady state after its worst epoch
-    among the first `peak_within` (0 if even that one is within). None: never back."""
+    among the first `peak_within` (0 if even that one is within). None: never back, or still
+    climbing (the steady state is above that worst epoch: the tail is no steady state)."""
     post = list(means[shift_epoch:])
     tail = [x for x in post[len(post) - max(1, len(post) // 3) :] if x is not None]
     if not tail:
@@ -299,6 +300,8 @@ def recovery_epochs(
     if not early:
         return None, steady
     worst, peak = max(early)
+    if steady > worst * (1 + band):
+        return None, steady
     if worst <= limit:
         return 0, steady
     for k in range(peak + 1, len(post)):

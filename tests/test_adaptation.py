@@ -121,6 +121,8 @@ def test_recovery_epochs() -> None:
     assert recovery_epochs(bump, 2) == (1, 9.0)
     assert recovery_epochs([5, None, 30, None, 5, 5], 2) == (2, 5.0)
     assert recovery_epochs([5, 5, None, None], 2) == (None, None)
+    climbing = [5, 5, 30, 20, 40, 60, 80, 100, 120, 130]  # never back: not "recovered at once"
+    assert recovery_epochs(climbing, 2) == (None, 125.0)
 
 
 def episode(store, seed: int) -> tuple[ScriptedChatModel, object]:
