@@ -288,7 +288,9 @@ def search_plans(
 ) -> list[PlanCandidate]:
     """Greedy local search over placement moves, each ranked by the twin. Returns a menu,
     best first: the best plan found, the best single-step plan, holding still, and the moves
-    to a `remembered` placement (from the experience memory) when it differs."""
+    to a `remembered` placement (from the experience memory) when it differs and the twin
+    predicts it no worse than holding still (a placement remembered from another situation
+    can be far off: with SmolLM2 choosing, one such jump cost three epochs at 90 to 120 s)."""
     start = time.perf_counter()
     current = [r.deployment for r in telemetry.replicas]
     hold = whatif.evaluate(current)
@@ -323,8 +325,9 @@ def search_plans(
         moves = placement_actions(remembered, telemetry, scenario)
         if moves and all(moves != c.actions for c in menu):
             pred = whatif.evaluate(current, moves)
-            name = f"remembered: {describe_moves(moves)}"
-            menu.append(PlanCandidate(name=name, actions=moves, prediction=pred))
+            if pred.score() <= hold.score():
+                name = f"remembered: {describe_moves(moves)}"
+                menu.append(PlanCandidate(name=name, actions=moves, prediction=pred))
     return sorted(menu, key=lambda c: c.prediction.score())
 
 

@@ -22,8 +22,8 @@ from edgeagents.city import SimulatedCity
 from edgeagents.driver import run_episode
 from edgeagents.policies import ROUTERS
 from edgeagents.state import Forecast
-from edgeagents.tools import placement_actions, placement_of
-from edgeagents.twin import PEAK_DECAY, forecast_demand
+from edgeagents.tools import placement_actions, placement_of, search_plans
+from edgeagents.twin import PEAK_DECAY, WhatIf, forecast_demand
 from edgeagents.workload import generate_workload
 from graphs.controller import AgentsController
 from memory.experience import detect_shifts
@@ -95,6 +95,18 @@ def test_forecast_keeps_a_decaying_peak_from_full_windows() -> None:
     assert again.peak_rates_per_s["llm"] == pytest.approx(
         PEAK_DECAY * 10 * first.rates_per_s["llm"]
     )
+
+
+def test_a_remembered_placement_predicted_worse_than_holding_is_not_offered() -> None:
+    sc = tiny_scenario(**SHIFTED)
+    t = observed(sc)
+    whatif = WhatIf(sc, forecast_demand(t), t, horizon_s=30.0)
+    empty = search_plans(whatif, t, sc, remembered={"a": [], "b": []})
+    assert not any(c.name.startswith("remembered") for c in empty), "unloads everything"
+    more = search_plans(whatif, t, sc, remembered={"a": ["llm"], "b": ["llm"], "c": ["llm"]})
+    offered = [c for c in more if c.name.startswith("remembered")]
+    hold = next(c for c in more if c.name == "hold")
+    assert all(c.prediction.score() <= hold.prediction.score() for c in offered)
 
 
 def test_placement_actions_reach_the_target_where_they_can() -> None:
