@@ -461,7 +461,8 @@ def bench_adaptation(
             fail(str(e))
     t = Table(
         title=f"Adaptation on {sc.name}: planning epoch {epoch:g} s, shift at {shift_at:g} s, "
-        f"seeds {seed}-{seed + seeds - 1}",
+        f"seeds {seed}-{seed + seeds - 1}, decisions apply "
+        + ("after their wall time" if wall_decisions else f"{decision_s:g} s after their tick"),
         caption="recovery = on the seed-averaged curve, planning epochs from the shift's until "
         "the latency is back within 10% of the steady state after its worst epoch; post-shift = "
         "prompts arriving in the "
