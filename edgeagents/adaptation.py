@@ -171,13 +171,13 @@ def run_job(job: EpisodeJob) -> EpisodeCurve:
         from memory.store import ExperienceStore
 
         store = ExperienceStore(job.store)
-    fixed = job.settings.decision_s is not None
+    fixed_s = job.settings.decision_s
     policy = agents_policy(
         lm, models, memory=store, thread_id=f"{job.shift}-{job.memory}-{job.seed}",
-        search_budget_s=UNBOUNDED_SEARCH_S if fixed else None,
+        search_budget_s=None if fixed_s is None else UNBOUNDED_SEARCH_S,
     )  # fmt: skip
     workload = generate_workload(sc, duration_s=sc.duration_s, seed=job.seed)
-    charge = True if job.settings.decision_s is None else job.settings.decision_s
+    charge = True if fixed_s is None else fixed_s
     run = run_episode(sc, workload, policy, seed=job.seed, charge_decision_time=charge)
     lat = run.outcomes.latency_s
     epoch_s = sc.control.planning_epoch_s
@@ -311,6 +311,12 @@ def recovery_epochs(
     return None, steady
 
 
+def _seed_average(curves: Sequence[Sequence[float | None]]) -> list[float | None]:
+    """Per epoch, the mean over the seeds that have a value there."""
+    cols = [[x for x in col if x is not None] for col in zip(*curves, strict=True)]
+    return [float(np.mean(col)) if col else None for col in cols]
+
+
 def score_variant(
     curves: Sequence[EpisodeCurve],
     *,
@@ -327,15 +333,7 @@ def score_variant(
     epoch_s = settings.planning_epoch_s
     shift_epoch = int(settings.shift_at_s // epoch_s)
     end = settings.shift_at_s + settings.window_epochs * epoch_s
-    per_epoch = [
-        [x for x in col if x is not None]
-        for col in zip(*(c.epoch_mean_latency_s for c in curves), strict=True)
-    ]
-    averaged = [float(np.mean(col)) if col else None for col in per_epoch]
-    bounds = [
-        [x for x in col if x is not None]
-        for col in zip(*(c.epoch_mean_bound_s for c in curves), strict=True)
-    ]
+    averaged = _seed_average([c.epoch_mean_latency_s for c in curves])
     rec, steady = recovery_epochs(averaged, shift_epoch)
     pooled: list[np.ndarray] = []
     by_seed: list[float | None] = []
@@ -381,7 +379,7 @@ def score_variant(
         planner_paths=paths,
         epoch_mean_latency_s=averaged,
         epoch_mean_latency_s_by_seed=[c.epoch_mean_latency_s for c in curves],
-        epoch_mean_bound_s=[float(np.mean(col)) if col else None for col in bounds],
+        epoch_mean_bound_s=_seed_average([c.epoch_mean_bound_s for c in curves]),
         wall_s=sum(c.wall_s for c in curves),
     )
 
