@@ -198,9 +198,9 @@ def detect_shifts(telemetry: Telemetry, forecast: Forecast | None) -> list[str]:
     """Sharp shifts visible now, as signatures: `site S down`; `surge M` (windowed rate at
     least SURGE_RATIO x the planner's forecast, SURGE_MIN_PER_S above it, and SURGE_OVER_PEAK x
     the model's recent peak, so that a bursty model's ordinary bursts do not count; none
-    before that peak is known); `demand
-    moved to C` (the cell shares moved by at least MOVE_DISTANCE in total variation; C gained
-    most). Demand shifts are judged on full telemetry windows only."""
+    before that peak is known); `demand moved to C` (the cell shares moved by at least
+    MOVE_DISTANCE in total variation; C gained most). Demand shifts are judged on full
+    telemetry windows only."""
     found = [f"site {s.site} down" for s in telemetry.sites if not s.up]
     if forecast is None or telemetry.time_s < telemetry.window_s:
         return found
