@@ -40,9 +40,10 @@ MemoryMode = Literal["off", "cold", "warm"]
 SHIFTS = ("surge", "site-failure", "demand-move")
 RECOVERY_BAND = 0.10
 WARMUP_SEED_OFFSET = 1000
-UNBOUNDED_SEARCH_S = 600.0
-"""The plan search's wall budget when decisions are charged a fixed time: far above what its
-step limit takes, so that CPU load cannot cut it short."""
+UNBOUNDED_WALL_S = 600.0
+"""The plan search's wall budget and each LM call's limit when decisions are charged a fixed
+time: far above what they take, so that CPU load cannot cut them short and an LM episode
+depends on what the LM answers, not on how fast it answered."""
 
 
 class AdaptationSettings(BaseModel):
@@ -65,7 +66,8 @@ class AdaptationSettings(BaseModel):
         "when a load starts after a site failure can triple that epoch's mean latency). None: "
         "after the wall time its agents really took, as `edgeagents run` charges. With a "
         "fixed charge the planner's plan search also runs to its end (its step limit) instead "
-        "of stopping at its wall-time budget.",
+        "of stopping at its wall-time budget, and each LM call may take the time it needs "
+        "instead of falling back at its agent's limit.",
     )
     seed: int = 0
 
@@ -165,16 +167,22 @@ def run_job(job: EpisodeJob) -> EpisodeCurve:
     sc = job.scenario
     started = time.perf_counter()
     lm = resolve_lm_config(llm=job.llm)
+    fixed_s = job.settings.decision_s
+    if fixed_s is not None:
+        lm = lm.model_copy(
+            update={
+                a: getattr(lm, a).model_copy(update={"timeout_s": UNBOUNDED_WALL_S}) for a in AGENTS
+            }
+        )
     models = {a: create_chat_model(getattr(lm, a)) for a in AGENTS}
     store = None
     if job.memory != "off":
         from memory.store import ExperienceStore
 
         store = ExperienceStore(job.store)
-    fixed_s = job.settings.decision_s
     policy = agents_policy(
         lm, models, memory=store, thread_id=f"{job.shift}-{job.memory}-{job.seed}",
-        search_budget_s=None if fixed_s is None else UNBOUNDED_SEARCH_S,
+        search_budget_s=None if fixed_s is None else UNBOUNDED_WALL_S,
     )  # fmt: skip
     workload = generate_workload(sc, duration_s=sc.duration_s, seed=job.seed)
     charge = True if fixed_s is None else fixed_s

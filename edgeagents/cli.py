@@ -393,7 +393,7 @@ def bench_adaptation(
             "--decision-s",
             min=0.0,
             help="Every decision applies this many seconds after its tick, whatever the "
-            "machine's load.",
+            "machine's load; LM calls are then not cut at their agents' limits.",
         ),
     ] = 1.0,
     wall_decisions: Annotated[

@@ -2,16 +2,17 @@
 direct deployment-handle call to the same model server, interleaved, on loopback.
 
     python -m serving.bench --local --n 200            # its own local Ray, one site
+    python -m serving.bench --local --n 200 --direct-ingress   # HTTP straight to the replica
     python -m serving.bench --local --n 200 --standalone   # also the Gateway under uvicorn
     python -m serving.bench --url http://127.0.0.1:8000 --address auto   # a running city
 
 The request goes to a text-to-image server whose tiny synthetic model at 8x8 px and one step
-keeps the model's own time small. With `RAY_SERVE_ENABLE_HA_PROXY=1` and
-`RAY_SERVE_ENABLE_DIRECT_INGRESS=1` in the environment of the Ray cluster (Ray 2.60 feature
-flags: HAProxy in front of the ingress replica, no Python proxy hop), the gateway path saves
-one actor hop. `--standalone` also serves the same `Gateway` class from plain uvicorn in this
-process (127.0.0.1, no Serve proxy in front, server calls still through deployment handles)
-and times that path too.
+keeps the model's own time small. `--direct-ingress` starts the local Ray with Serve's direct
+ingress (`serving.ingress`): HTTP goes to the gateway replica's own server, bound to 127.0.0.1,
+with no proxy actor hop. With `RAY_SERVE_ENABLE_HA_PROXY=1` in the environment instead, HAProxy
+stands in front of the replica (it binds all interfaces). `--standalone` also serves the same
+`Gateway` class from plain uvicorn in this process (127.0.0.1, no Serve proxy in front, server
+calls still through deployment handles) and times that path too.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ import argparse
 import json
 import os
 import time
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
+
+IngressMode = Literal["proxy", "direct", "haproxy"]
 
 
 class OverheadReport(BaseModel):
@@ -52,7 +55,15 @@ class OverheadReport(BaseModel):
     proxy_http_p50_ms: float = Field(
         description="Client latency - the gateway's own record: HTTP and Serve's proxy hop."
     )
-    direct_ingress: bool = Field(description="RAY_SERVE_ENABLE_DIRECT_INGRESS and HA_PROXY.")
+    ingress: IngressMode = Field(
+        description="proxy: Serve's proxy actor; direct: the replica's own HTTP server "
+        "(RAY_SERVE_ENABLE_DIRECT_INGRESS); haproxy: HAProxy in front of it (also HA_PROXY)."
+    )
+    gateway_url: str
+    listen_addresses: list[str] = Field(
+        description="Local addresses listening on the gateway URL's port (psutil), to show "
+        "what the path exposes."
+    )
     standalone_p50_ms: float | None = Field(
         default=None, description="The same Gateway class under uvicorn, no Serve proxy."
     )
@@ -69,6 +80,7 @@ def measure_overhead(
     n: int = 200,
     warmup: int = 10,
     standalone_url: str | None = None,
+    ingress: IngressMode = "proxy",
 ) -> OverheadReport:
     """Send `n` identical requests each way (alternating) and compare latencies."""
     import httpx
@@ -133,11 +145,30 @@ def measure_overhead(
         standalone_overhead_p50_ms=float(np.percentile(alone, 50) - np.percentile(d, 50))
         if alone
         else None,
-        direct_ingress=all(
-            os.environ.get(v) == "1"
-            for v in ("RAY_SERVE_ENABLE_DIRECT_INGRESS", "RAY_SERVE_ENABLE_HA_PROXY")
-        ),
+        ingress=ingress,
+        gateway_url=url,
+        listen_addresses=listening_on(int(url.rsplit(":", 1)[1].split("/")[0])),
     )
+
+
+def listening_on(port: int) -> list[str]:
+    """The local addresses with a listening TCP socket on `port`."""
+    import psutil
+
+    return sorted(
+        {
+            c.laddr.ip
+            for c in psutil.net_connections(kind="tcp")
+            if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+        }
+    )
+
+
+def ingress_mode() -> IngressMode:
+    """The ingress a local Ray started from this process's environment gets."""
+    if os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1":
+        return "haproxy"
+    return "direct" if os.environ.get("RAY_SERVE_ENABLE_DIRECT_INGRESS") == "1" else "proxy"
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -150,20 +181,33 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--local", action="store_true", help="Start a local Ray and the city here.")
     p.add_argument("--port", type=int, default=8000, help="Serve's HTTP port with --local.")
     p.add_argument(
+        "--direct-ingress",
+        action="store_true",
+        help="HTTP straight to the gateway replica's own server (Serve's direct ingress, "
+        "which --local turns on; a running cluster needs it set where Ray started).",
+    )
+    p.add_argument(
         "--standalone",
         action="store_true",
         help="Also time the Gateway class served by uvicorn here (127.0.0.1, port + 1).",
     )
+    p.add_argument("--json", dest="json_path", help="Also write the report to this file.")
     args = p.parse_args(argv)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import ray
 
     url = args.url
+    ingress: IngressMode = "proxy"
     if args.local:
         from ray import serve
 
         from serving.app import deploy_city
         from serving.config import site_resource
+        from serving.ingress import direct_ingress_url, enable_direct_ingress
+
+        if args.direct_ingress:
+            enable_direct_ingress()
+        ingress = ingress_mode()
 
         ray.init(
             address="local",
@@ -174,17 +218,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
         serve.start(http_options={"host": "127.0.0.1", "port": args.port})
         deploy_city({"gateway": {"placement": {args.site: [args.model]}}})
-        url = f"http://127.0.0.1:{args.port}"
+        url = direct_ingress_url() if ingress == "direct" else f"http://127.0.0.1:{args.port}"
     else:
+        from serving.ingress import direct_ingress_url
+
         ray.init(address=args.address, log_to_driver=False)
+        if args.direct_ingress:
+            url, ingress = direct_ingress_url(), "direct"
     server = None
     try:
         standalone_url = None
         if args.standalone:
             server, standalone_url = _standalone_gateway({args.site: [args.model]}, args.port + 1)
         report = measure_overhead(
-            url, model=args.model, site=args.site, n=args.n, standalone_url=standalone_url
-        )
+            url, model=args.model, site=args.site, n=args.n, standalone_url=standalone_url,
+            ingress=ingress,
+        )  # fmt: skip
     finally:
         if server is not None:
             server.should_exit = True
@@ -195,6 +244,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ray.shutdown()
     out = report.model_dump()
     print(json.dumps(out, indent=2))
+    if args.json_path:
+        with open(args.json_path, "w") as f:
+            json.dump(out, f, indent=2)
     return out
 
 

@@ -59,6 +59,7 @@ class ServeReport(BenchReport):
     policy: str
     llm: str
     rate_per_s: float
+    gateway_url: str = Field(description="Where the load went: Serve's proxy or the replica.")
     initial_placement: dict[str, list[str]]
     final_placement: dict[str, list[str]]
     deploy_s: float = Field(description="Wall seconds to bring the initial city up.")
@@ -156,6 +157,7 @@ def run_serve(
     placement: dict[str, list[str]] | None = None,
     calibration_repeats: int = 3,
     calibration_quiet_wait_s: float = 30.0,
+    direct_ingress: bool = False,
     start_ray: bool = True,
     on_line: Callable[[str], None] = print,
 ) -> ServeReport:
@@ -173,6 +175,8 @@ def run_serve(
         placement: Initial placement; None: `small_placement` of the scenario.
         calibration_repeats: Timed requests per probe size and model server.
         calibration_quiet_wait_s: How long the timing may wait for a nearly idle host.
+        direct_ingress: Send the load straight to the gateway replica's own HTTP server
+            (`serving.ingress`; with `start_ray`, the local Ray is started with it).
         start_ray: Start (and at the end stop) a local Ray and Serve here; False: use the
             ones this process is already connected to (tests).
         on_line: Where progress lines go.
@@ -196,6 +200,10 @@ def run_serve(
         import ray
         from ray import serve
 
+        from serving.ingress import enable_direct_ingress
+
+        if direct_ingress:
+            enable_direct_ingress()
         ray.init(
             address="local",
             num_cpus=max(8, 2 * len(sc.sites)),
@@ -212,8 +220,14 @@ def run_serve(
         city = RayServeCity(config, deploy=start_ray)
         deploy_s = time.perf_counter() - t0
         on_line(f"city up in {deploy_s:.1f} s: {placed}")
+        url = f"http://127.0.0.1:{port}"
+        if direct_ingress:
+            from serving.ingress import direct_ingress_url
+
+            url = direct_ingress_url()
+            on_line(f"gateway replica serves HTTP at {url} (direct ingress)")
         client = httpx.Client(
-            base_url=f"http://127.0.0.1:{port}",
+            base_url=url,
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
         )
         asked = {p.model for p in prompts}
@@ -274,7 +288,7 @@ def run_serve(
     report = build_report(
         sc, prompts, cal, timeline,
         policy=policy, llm=llm, seed=seed, duration_s=duration_s, rate_per_s=rate_per_s,
-        initial_placement=placed, final_placement=final, deploy_s=deploy_s,
+        gateway_url=url, initial_placement=placed, final_placement=final, deploy_s=deploy_s,
         actions_applied=applied, actions_refused=refused, load_s=loads,
         host_busy_cores_under_load=load_busy,
         max_batch=config.max_batch, max_queue_per_server=config.gateway.max_queue_per_server,
@@ -418,6 +432,12 @@ def serve_command(
     policy: str = typer.Option("agents", help="agents, or a controller: static, autoscale."),
     llm: str = typer.Option("none", help="LM spec of the agents (none, local, openai:M)."),
     port: int = typer.Option(8000, help="Serve's HTTP port on 127.0.0.1."),
+    direct_ingress: bool = typer.Option(
+        False,
+        "--direct-ingress",
+        help="Send the load straight to the gateway replica's HTTP server on 127.0.0.1 (Ray "
+        "Serve's experimental direct ingress: no proxy actor hop).",
+    ),
     seed: int = typer.Option(0, help="Seed of the workload and its thinning."),
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
 ) -> None:
@@ -431,7 +451,8 @@ def serve_command(
         check_inputs(scenario, duration, rate, port)
         report = run_serve(
             scenario, duration_s=duration, rate_per_s=rate, policy=policy, llm=llm, port=port,
-            seed=seed, on_line=lambda line: print(line, file=sys.stderr),
+            seed=seed, direct_ingress=direct_ingress,
+            on_line=lambda line: print(line, file=sys.stderr),
         )  # fmt: skip
     except ServeInputError as e:
         _fail(str(e))
