@@ -40,10 +40,6 @@ MemoryMode = Literal["off", "cold", "warm"]
 SHIFTS = ("surge", "site-failure", "demand-move")
 RECOVERY_BAND = 0.10
 WARMUP_SEED_OFFSET = 1000
-UNBOUNDED_WALL_S = 600.0
-"""The plan search's wall budget and each LM call's limit when decisions are charged a fixed
-time: far above what they take, so that CPU load cannot cut them short and an LM episode
-depends on what the LM answers, not on how fast it answered."""
 
 
 class AdaptationSettings(BaseModel):
@@ -159,7 +155,7 @@ def run_job(job: EpisodeJob) -> EpisodeCurve:
 
     from edgeagents.bounds import lower_bound_s, reference_s, standalone_matrix_s
     from edgeagents.driver import run_episode
-    from edgeagents.experiment import agents_policy
+    from edgeagents.experiment import UNBOUNDED_WALL_S, agents_policy, unbounded_lm
     from edgeagents.llm import create_chat_model
     from edgeagents.lmconfig import AGENTS, resolve_lm_config
     from edgeagents.workload import generate_workload
@@ -169,11 +165,7 @@ def run_job(job: EpisodeJob) -> EpisodeCurve:
     lm = resolve_lm_config(llm=job.llm)
     fixed_s = job.settings.decision_s
     if fixed_s is not None:
-        lm = lm.model_copy(
-            update={
-                a: getattr(lm, a).model_copy(update={"timeout_s": UNBOUNDED_WALL_S}) for a in AGENTS
-            }
-        )
+        lm = unbounded_lm(lm)
     models = {a: create_chat_model(getattr(lm, a)) for a in AGENTS}
     store = None
     if job.memory != "off":

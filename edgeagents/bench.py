@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from edgeagents.bounds import lower_bound_s, reference_s, standalone_matrix_s
 from edgeagents.city import EpisodeOutcomes
 from edgeagents.driver import EpisodeRun, run_episode
+from edgeagents.env import DecisionCharge
 from edgeagents.metrics import PolicyResult, summarize
 from edgeagents.policies import POLICIES, PolicySpec
 from edgeagents.scenario import Scenario
@@ -65,7 +66,7 @@ def compare(
     workload: Workload | None = None,
     names: Sequence[str] | None = None,
     on_progress: Callable[[str, float], None] | None = None,
-    charge_decision_time: bool = True,
+    charge_decision_time: DecisionCharge = True,
 ) -> tuple[BenchReport, dict[str, EpisodeRun]]:
     """Run each policy on one workload; figures, ratios to round-robin and the lower bound."""
     duration = scenario.duration_s if duration_s is None else duration_s

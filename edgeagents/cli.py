@@ -239,6 +239,16 @@ def run(
     charge_decision_time: Annotated[
         bool, typer.Option(help="A decision takes effect after the wall time it took.")
     ] = True,
+    decision_s: Annotated[
+        float | None,
+        typer.Option(
+            "--decision-s",
+            min=0.0,
+            help="Instead, every decision takes effect this many seconds after its tick, "
+            "whatever the machine's load (reproducible; LM calls and the plan search are then "
+            "not cut at their wall limits).",
+        ),
+    ] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write results here.")] = None,
     plots: Annotated[Path | None, typer.Option(help="Write PNG plots into this folder.")] = None,
     log: Annotated[
@@ -264,6 +274,8 @@ def run(
     from edgeagents.llm import LMConfigError, check_reachable
     from edgeagents.lmconfig import AGENTS, resolve_lm_config
 
+    if decision_s is not None and not charge_decision_time:
+        fail("--decision-s and --no-charge-decision-time: give one of them")
     sc = _scenario(scenario)
     names = _policies(baselines)
     if log is None and json_path is not None:
@@ -301,7 +313,8 @@ def run(
         tasks = {n: progress.add_task(n, total=horizon) for n in labels}
         report, runs = run_agents(
             sc, lm, baselines=names, duration_s=horizon, seed=seed, workload=workload,
-            with_none=with_none, charge_decision_time=charge_decision_time,
+            with_none=with_none,
+            charge_decision_time=charge_decision_time if decision_s is None else decision_s,
             on_progress=lambda n, t: progress.update(tasks[n], completed=t), memory=store,
         )  # fmt: skip
     print_table(report)

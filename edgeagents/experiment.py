@@ -12,10 +12,26 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from edgeagents.bench import BenchReport, compare
 from edgeagents.driver import EpisodeRun
+from edgeagents.env import DecisionCharge
 from edgeagents.lmconfig import AGENTS, AgentsLMConfig
 from edgeagents.policies import ROUTERS
 from edgeagents.scenario import Scenario
 from edgeagents.workload import Workload
+
+UNBOUNDED_WALL_S = 600.0
+"""The plan search's wall budget and each LM call's limit when decisions are charged a fixed
+time: far above what they take, so that CPU load cannot cut them short and an episode depends
+on what the agents answer, not on how fast they answered."""
+
+
+def unbounded_lm(lm_config: AgentsLMConfig) -> AgentsLMConfig:
+    """The same LMs, each call allowed `UNBOUNDED_WALL_S`."""
+    return lm_config.model_copy(
+        update={
+            a: getattr(lm_config, a).model_copy(update={"timeout_s": UNBOUNDED_WALL_S})
+            for a in AGENTS
+        }
+    )
 
 
 class AgentCost(BaseModel):
@@ -64,7 +80,10 @@ class RunReport(BenchReport):
 
     llm: dict[str, str]
     costs: dict[str, list[AgentCost]] = Field(description="Policy name -> cost per agent.")
-    charge_decision_time: bool
+    charge_decision_time: DecisionCharge = Field(
+        description="True: each decision applied after its wall time; a number: after that "
+        "many seconds (LM calls and plan search then unbounded); False: at once."
+    )
 
 
 def agents_policy(
@@ -101,15 +120,19 @@ def run_agents(
     seed: int = 0,
     workload: Workload | None = None,
     with_none: bool = True,
-    charge_decision_time: bool = True,
+    charge_decision_time: DecisionCharge = True,
     on_progress: Callable[[str, float], None] | None = None,
     memory: Any = None,
 ) -> tuple[RunReport, dict[str, EpisodeRun]]:
     """Baselines, then the agents (named `agents`), then, if the agents use an LM, the same
     agents without it (`agents-none`), all on one workload and seed. `memory` (an
-    `ExperienceStore`) is the experience memory of both agents runs."""
+    `ExperienceStore`) is the experience memory of both agents runs. A fixed
+    `charge_decision_time` (seconds) also lifts the LM and plan-search wall limits."""
     from edgeagents.llm import create_chat_model
 
+    fixed = not isinstance(charge_decision_time, bool)
+    if fixed:
+        lm_config = unbounded_lm(lm_config)
     specs = lm_config.specs()
     models = {a: create_chat_model(getattr(lm_config, a)) for a in AGENTS}
 
@@ -117,6 +140,7 @@ def run_agents(
         return agents_policy(
             lm_config, models if use_lm else dict.fromkeys(AGENTS), memory=memory,
             thread_id=f"agents-{'lm' if use_lm else 'none'}-seed{seed}" if memory else None,
+            search_budget_s=UNBOUNDED_WALL_S if fixed else None,
         )  # fmt: skip
 
     policies: list[Any] = list(baselines)

@@ -62,6 +62,29 @@ def test_run_without_lm_writes_results_log_and_plots(tmp_path):
     assert len(list(plots.iterdir())) == 3
 
 
+def test_a_fixed_decision_charge_makes_runs_repeat(tmp_path):
+    """`--decision-s`: every decision applies that late, whatever the machine's load, so two runs
+    of one seed agree to the digit; the report says what was charged."""
+    reports = []
+    for i in range(2):
+        out = tmp_path / f"run{i}.json"
+        res = cli("run", "--llm", "none", "--duration", "60", "--baselines", "greedy",
+                  "--decision-s", "1.5", "--json", str(out))  # fmt: skip
+        assert res.returncode == 0, res.stderr
+        reports.append(json.loads(out.read_text()))
+    assert reports[0]["charge_decision_time"] == 1.5
+    agents = [next(r for r in rep["results"] if r["policy"] == "agents") for rep in reports]
+    assert agents[0]["mean_latency_s"] == agents[1]["mean_latency_s"]
+    assert agents[0]["served"] == agents[1]["served"]
+
+
+def test_decision_s_with_no_charge_is_one_line_exit_2():
+    res = cli("run", "--llm", "none", "--decision-s", "1", "--no-charge-decision-time")
+    assert res.returncode == 2
+    assert "--decision-s and --no-charge-decision-time" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
 @pytest.mark.lm
 def test_a_short_episode_with_the_real_local_lm(tmp_path):
     out = tmp_path / "run.json"
