@@ -125,6 +125,9 @@ class EpisodeJob(BaseModel):
     seed: int
     store: str | None = None
     settings: AdaptationSettings
+    decision_log: str | None = Field(
+        default=None, description="Write the episode's agent decisions here (JSON lines)."
+    )
 
 
 class EpisodeCurve(BaseModel):
@@ -179,6 +182,10 @@ def run_job(job: EpisodeJob) -> EpisodeCurve:
     workload = generate_workload(sc, duration_s=sc.duration_s, seed=job.seed)
     charge = True if fixed_s is None else fixed_s
     run = run_episode(sc, workload, policy, seed=job.seed, charge_decision_time=charge)
+    if job.decision_log is not None:
+        from edgeagents.experiment import write_decision_log
+
+        write_decision_log({f"agents-memory-{job.memory}": run}, Path(job.decision_log))
     lat = run.outcomes.latency_s
     epoch_s = sc.control.planning_epoch_s
     epochs = int(np.ceil(sc.duration_s / epoch_s))
@@ -393,12 +400,14 @@ def run_adaptation(
     seeds: int = 1,
     jobs: int = 1,
     workdir: Path | None = None,
+    log_dir: Path | None = None,
     on_episode: Callable[[str], None] | None = None,
     runner: Callable[[EpisodeJob], EpisodeCurve] = run_in_new_process,
 ) -> AdaptationReport:
     """Per shift and LM: a warm-up episode (memory on, another seed) fills a store; then, on
     each of `seeds` evaluation seeds, off, cold (a fresh store) and warm (a copy of the
-    warm-up's store) run, each episode in a new process, `jobs` at a time."""
+    warm-up's store) run, each episode in a new process, `jobs` at a time. With `log_dir`,
+    each episode's agent decisions go to `<shift>-<llm>-<memory>-seed<N>.decisions.jsonl`."""
     from concurrent.futures import ThreadPoolExecutor
 
     settings = settings or AdaptationSettings()
@@ -412,9 +421,12 @@ def run_adaptation(
         return f"{shift}-{llm.replace(':', '_').replace('/', '_')}"
 
     def job(shift: str, llm: str, mode: str, seed: int, store: Path | None) -> EpisodeJob:
+        log = None
+        if log_dir is not None:
+            log = str(log_dir / f"{tag(shift, llm)}-{mode}-seed{seed}.decisions.jsonl")
         return EpisodeJob(
             scenario=scenarios[shift], shift=shift, memory=mode, llm=llm, seed=seed,
-            store=str(store) if store else None, settings=settings,
+            store=str(store) if store else None, settings=settings, decision_log=log,
         )  # fmt: skip
 
     def execute(j: EpisodeJob) -> EpisodeCurve:

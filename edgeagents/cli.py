@@ -423,6 +423,10 @@ def bench_adaptation(
     ] = 1,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write results here.")] = None,
     plots: Annotated[Path | None, typer.Option(help="Write recovery curves here.")] = None,
+    log: Annotated[
+        Path | None,
+        typer.Option(help="Write each episode's agent decisions (JSON lines) into this folder."),
+    ] = None,
 ) -> None:
     """Recovery after a shift with the experience memory off, cold and warm (after a
     warm-up episode, reopened by a new process); each episode in its own process."""
@@ -437,6 +441,12 @@ def bench_adaptation(
         fail(f"--shift-at {shift_at:g}: leave at least two epochs after it (duration {duration:g})")
     _check_writable(json_path, "--json")
     _check_plots(plots)
+    if log is not None:
+        try:
+            log.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            fail(f"--log {log}: cannot create the folder ({e.strerror or e})")
+        _check_writable(log / "x", "--log")
     llms = [llm] + (["none"] if reference and llm != "none" else [])
     try:
         from edgeagents.llm import LMConfigError, check_reachable
@@ -468,7 +478,7 @@ def bench_adaptation(
         try:
             report = run_adaptation(
                 sc, shifts=chosen, llms=llms, settings=settings, seeds=seeds, jobs=jobs,
-                on_episode=started,
+                log_dir=log, on_episode=started,
             )  # fmt: skip
         except RuntimeError as e:
             fail(str(e))

@@ -190,7 +190,7 @@ def test_bench_adaptation_cli(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "edgeagents", "bench", "adaptation", "--scenario", str(scenario),
            "--llm", "none", "--shifts", "site-failure", "--duration", "90", "--shift-at", "45",
            "--epoch", "10", "--seeds", "1", "--json", str(out), "--plots",
-           str(tmp_path / "plots")]  # fmt: skip
+           str(tmp_path / "plots"), "--log", str(tmp_path / "logs")]  # fmt: skip
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     report = json.loads(out.read_text())
@@ -208,6 +208,12 @@ def test_bench_adaptation_cli(tmp_path: Path) -> None:
                                          strict=True) if b is not None]  # fmt: skip
         assert pairs and all(0 < b <= x + 1e-9 for b, x in pairs), "nothing beats the bound"
     assert (tmp_path / "plots" / "adaptation-site-failure.png").stat().st_size > 0
+    logs = sorted(p.name for p in (tmp_path / "logs").iterdir())
+    runs = (("cold", 0), ("off", 0), ("warm", 0), ("warm-up", 1000))
+    assert logs == [f"site-failure-none-{m}-seed{s}.decisions.jsonl" for m, s in runs]
+    agents = {json.loads(x)["agent"].split(":")[0]
+              for x in (tmp_path / "logs" / logs[2]).read_text().splitlines()}  # fmt: skip
+    assert {"planner", "scheduler"} <= agents
 
     bad = subprocess.run(
         [sys.executable, "-m", "edgeagents", "bench", "adaptation", "--shifts", "meteor"],
