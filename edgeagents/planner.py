@@ -34,6 +34,10 @@ PLANNER_PROMPT = (
 )
 PRIORITY_RANGE = (0.25, 4.0)
 HARM_TOLERANCE = 0.02
+CHOICE_TOLERANCE = 0.25
+"""The LM may pick any plan the twin predicts within this share of the best one's score; past
+it the best plan is taken. Near-equal plans are the LM's call; a clearly worse one is not
+(SmolLM2 chose `hold` after a site failure epoch after epoch while latency climbed to 130 s)."""
 
 
 class SiteModel(BaseModel):
@@ -178,6 +182,13 @@ def repair_planner_answer(
     if bad:
         notes.append(f"choice {answer.choice} out of range")
     chosen = menu[k]
+    best = min(menu, key=lambda c: c.prediction.score())
+    if chosen.prediction.score() > best.prediction.score() * (1 + CHOICE_TOLERANCE):
+        notes.append(
+            f"choice {k} predicted {chosen.prediction.mean_latency_s:.2f} s against the best "
+            f"plan's {best.prediction.mean_latency_s:.2f} s: took the best"
+        )
+        chosen = best
     layout = Layout(telemetry, scenario)
     for a in chosen.actions:
         layout.apply(a)

@@ -17,11 +17,18 @@ from scripted import ScriptedChatModel
 from edgeagents.agent import run_step
 from edgeagents.city import SimulatedCity
 from edgeagents.deployer import DeployerAnswer, ModelBatch, repair_deployer_answer
-from edgeagents.planner import ModelPriority, PlannerAnswer, SiteModel, repair_planner_answer
+from edgeagents.planner import (
+    CHOICE_TOLERANCE,
+    HARM_TOLERANCE,
+    ModelPriority,
+    PlannerAnswer,
+    SiteModel,
+    repair_planner_answer,
+)
 from edgeagents.policies import ROUTERS
 from edgeagents.scheduler import RouteOverride, SchedulerAnswer, repair_scheduler_answer
 from edgeagents.state import Decision
-from edgeagents.tools import deployer_menu, rank_routing, search_plans
+from edgeagents.tools import PlanCandidate, deployer_menu, rank_routing, search_plans
 from edgeagents.twin import WhatIf, forecast_demand
 from edgeagents.workload import generate_workload
 
@@ -84,11 +91,31 @@ def test_bad_planner_answers_become_feasible_plans(choice, loads, priorities, ra
     fixed = repair_planner_answer(answer, PLANS, TELEMETRY, SC, WHATIF)
     plan, prio = fixed.value
     assert plan in PLANS or plan.name.endswith("+ LM loads")
+    best = min(c.prediction.score() for c in PLANS)
+    assert plan.prediction.score() <= best * (1 + CHOICE_TOLERANCE) * (1 + HARM_TOLERANCE) + 1e-9
     assert all(0.25 <= p <= 4.0 and math.isfinite(p) for p in prio.values())
     assert set(prio) <= set(SC.model_names)
     assert_feasible(Decision(time_s=TELEMETRY.time_s, actions=plan.actions))
     if not 0 <= choice < len(PLANS):
         assert fixed.changed
+
+
+def test_a_plan_predicted_clearly_worse_than_the_best_is_not_taken():
+    """The LM's pick stands among near-equal plans; past the tolerance the best plan is taken
+    and the decision says so."""
+    base = PLANS[0]
+
+    def plan(name: str, mean_s: float) -> PlanCandidate:
+        pred = base.prediction.model_copy(update={"mean_latency_s": mean_s, "jain": 1.0})
+        return base.model_copy(update={"name": name, "prediction": pred})
+
+    close = [plan("best", 10.0), plan("hold", 10.0 * (1 + CHOICE_TOLERANCE) - 0.1)]
+    kept = repair_planner_answer(PlannerAnswer(choice=1), close, TELEMETRY, SC, WHATIF)
+    assert kept.value[0].name == "hold" and not kept.changed
+    far = [plan("best", 10.0), plan("hold", 40.0)]
+    fixed = repair_planner_answer(PlannerAnswer(choice=1), far, TELEMETRY, SC, WHATIF)
+    assert fixed.value[0].name == "best" and fixed.changed
+    assert "took the best" in fixed.note
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
