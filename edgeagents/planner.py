@@ -184,9 +184,10 @@ def repair_planner_answer(
     chosen = menu[k]
     best = min(menu, key=lambda c: c.prediction.score())
     if chosen.prediction.score() > best.prediction.score() * (1 + CHOICE_TOLERANCE):
+        mine, top = chosen.prediction, best.prediction
         notes.append(
-            f"choice {k} predicted {chosen.prediction.mean_latency_s:.2f} s against the best "
-            f"plan's {best.prediction.mean_latency_s:.2f} s: took the best"
+            f"choice {k} predicted {mine.mean_latency_s:.2f} s, Jain {mine.jain:.2f}, against "
+            f"the best plan's {top.mean_latency_s:.2f} s, Jain {top.jain:.2f}: took the best"
         )
         chosen = best
     layout = Layout(telemetry, scenario)
