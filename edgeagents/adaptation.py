@@ -158,17 +158,15 @@ def run_job(job: EpisodeJob) -> EpisodeCurve:
 
     from edgeagents.bounds import lower_bound_s, reference_s, standalone_matrix_s
     from edgeagents.driver import run_episode
-    from edgeagents.experiment import UNBOUNDED_WALL_S, agents_policy, unbounded_lm
+    from edgeagents.experiment import agents_policy, wall_limits, write_decision_log
     from edgeagents.llm import create_chat_model
     from edgeagents.lmconfig import AGENTS, resolve_lm_config
     from edgeagents.workload import generate_workload
 
     sc = job.scenario
     started = time.perf_counter()
-    lm = resolve_lm_config(llm=job.llm)
-    fixed_s = job.settings.decision_s
-    if fixed_s is not None:
-        lm = unbounded_lm(lm)
+    charge = True if job.settings.decision_s is None else job.settings.decision_s
+    lm, search_budget_s = wall_limits(resolve_lm_config(llm=job.llm), charge)
     models = {a: create_chat_model(getattr(lm, a)) for a in AGENTS}
     store = None
     if job.memory != "off":
@@ -177,14 +175,11 @@ def run_job(job: EpisodeJob) -> EpisodeCurve:
         store = ExperienceStore(job.store)
     policy = agents_policy(
         lm, models, memory=store, thread_id=f"{job.shift}-{job.memory}-{job.seed}",
-        search_budget_s=None if fixed_s is None else UNBOUNDED_WALL_S,
+        search_budget_s=search_budget_s,
     )  # fmt: skip
     workload = generate_workload(sc, duration_s=sc.duration_s, seed=job.seed)
-    charge = True if fixed_s is None else fixed_s
     run = run_episode(sc, workload, policy, seed=job.seed, charge_decision_time=charge)
     if job.decision_log is not None:
-        from edgeagents.experiment import write_decision_log
-
         write_decision_log({f"agents-memory-{job.memory}": run}, Path(job.decision_log))
     lat = run.outcomes.latency_s
     epoch_s = sc.control.planning_epoch_s

@@ -24,14 +24,18 @@ time: far above what they take, so that CPU load cannot cut them short and an ep
 on what the agents answer, not on how fast they answered."""
 
 
-def unbounded_lm(lm_config: AgentsLMConfig) -> AgentsLMConfig:
-    """The same LMs, each call allowed `UNBOUNDED_WALL_S`."""
-    return lm_config.model_copy(
-        update={
-            a: getattr(lm_config, a).model_copy(update={"timeout_s": UNBOUNDED_WALL_S})
-            for a in AGENTS
-        }
-    )
+def wall_limits(
+    lm_config: AgentsLMConfig, charge: DecisionCharge
+) -> tuple[AgentsLMConfig, float | None]:
+    """The LM config and the planner's plan-search budget (None: its default) for a decision
+    charge: a fixed charge (a number) lifts both to `UNBOUNDED_WALL_S`; True or False keeps
+    the agents' own wall limits."""
+    if isinstance(charge, bool):
+        return lm_config, None
+    unbounded = {
+        a: getattr(lm_config, a).model_copy(update={"timeout_s": UNBOUNDED_WALL_S}) for a in AGENTS
+    }
+    return lm_config.model_copy(update=unbounded), UNBOUNDED_WALL_S
 
 
 class AgentCost(BaseModel):
@@ -130,9 +134,7 @@ def run_agents(
     `charge_decision_time` (seconds) also lifts the LM and plan-search wall limits."""
     from edgeagents.llm import create_chat_model
 
-    fixed = not isinstance(charge_decision_time, bool)
-    if fixed:
-        lm_config = unbounded_lm(lm_config)
+    lm_config, search_budget_s = wall_limits(lm_config, charge_decision_time)
     specs = lm_config.specs()
     models = {a: create_chat_model(getattr(lm_config, a)) for a in AGENTS}
 
@@ -140,7 +142,7 @@ def run_agents(
         return agents_policy(
             lm_config, models if use_lm else dict.fromkeys(AGENTS), memory=memory,
             thread_id=f"agents-{'lm' if use_lm else 'none'}-seed{seed}" if memory else None,
-            search_budget_s=UNBOUNDED_WALL_S if fixed else None,
+            search_budget_s=search_budget_s,
         )  # fmt: skip
 
     policies: list[Any] = list(baselines)

@@ -22,6 +22,7 @@ import json
 import os
 import time
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -147,7 +148,7 @@ def measure_overhead(
         else None,
         ingress=ingress,
         gateway_url=url,
-        listen_addresses=listening_on(int(url.rsplit(":", 1)[1].split("/")[0])),
+        listen_addresses=listening_on(urlsplit(url).port or 80),
     )
 
 
@@ -196,6 +197,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import ray
 
+    from serving.ingress import direct_ingress_url
+
     url = args.url
     ingress: IngressMode = "proxy"
     if args.local:
@@ -203,7 +206,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
         from serving.app import deploy_city
         from serving.config import site_resource
-        from serving.ingress import direct_ingress_url, enable_direct_ingress
+        from serving.ingress import enable_direct_ingress
 
         if args.direct_ingress:
             enable_direct_ingress()
@@ -220,8 +223,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         deploy_city({"gateway": {"placement": {args.site: [args.model]}}})
         url = direct_ingress_url() if ingress == "direct" else f"http://127.0.0.1:{args.port}"
     else:
-        from serving.ingress import direct_ingress_url
-
         ray.init(address=args.address, log_to_driver=False)
         if args.direct_ingress:
             url, ingress = direct_ingress_url(), "direct"
