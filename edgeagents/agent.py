@@ -10,9 +10,9 @@ which of these produced the decision.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,11 +23,17 @@ if TYPE_CHECKING:
     from langchain_core.runnables import RunnableConfig
 
     from edgeagents.scenario import Scenario
+    from edgeagents.twin import Prediction
 
 T = TypeVar("T")
 A = TypeVar("A", bound="Choice")
+P = TypeVar("P", bound="Predicted")
 
 RATIONALE_CHARS = 100
+CHOICE_TOLERANCE = 0.25
+"""The LM may pick any option the twin predicts within this share of the best one's score; past
+it the best option is taken. Near-equal options are the LM's call; a clearly worse one is not
+(SmolLM2 chose `hold` after a site failure epoch after epoch while latency climbed to 130 s)."""
 NO_CONFIG: RunnableConfig = {}
 """Default `config` of a node called directly, outside a graph (never mutated)."""
 
@@ -117,6 +123,33 @@ def clamp_choice(choice: int, menu_size: int) -> tuple[int, bool]:
     if 0 <= choice < menu_size:
         return choice, False
     return 0, True
+
+
+class Predicted(Protocol):
+    """A menu option the twin has scored: a plan or a routing strategy."""
+
+    @property
+    def prediction(self) -> Prediction: ...
+
+
+def guard_choice(
+    choice: int, menu: Sequence[P], tolerance: float = CHOICE_TOLERANCE
+) -> tuple[P, list[str]]:
+    """The option to use for the LM's pick, and what was changed: an index out of range goes to
+    the first option, a pick predicted more than `tolerance` worse than the best goes to the
+    best."""
+    k, bad = clamp_choice(choice, len(menu))
+    notes = [f"choice {choice} out of range"] if bad else []
+    chosen = menu[k]
+    best = min(menu, key=lambda c: c.prediction.score())
+    if chosen.prediction.score() > best.prediction.score() * (1 + tolerance):
+        mine, top = chosen.prediction, best.prediction
+        notes.append(
+            f"choice {k} predicted {mine.mean_latency_s:.2f} s, Jain {mine.jain:.2f}, against "
+            f"the best option's {top.mean_latency_s:.2f} s, Jain {top.jain:.2f}: took the best"
+        )
+        chosen = best
+    return chosen, notes
 
 
 def scenario_from_config(config: RunnableConfig | None) -> Scenario:

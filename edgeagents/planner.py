@@ -14,7 +14,7 @@ from edgeagents.agent import (
     Choice,
     LMCall,
     Repaired,
-    clamp_choice,
+    guard_choice,
     run_step,
     scenario_from_config,
 )
@@ -34,10 +34,6 @@ PLANNER_PROMPT = (
 )
 PRIORITY_RANGE = (0.25, 4.0)
 HARM_TOLERANCE = 0.02
-CHOICE_TOLERANCE = 0.25
-"""The LM may pick any plan the twin predicts within this share of the best one's score; past
-it the best plan is taken. Near-equal plans are the LM's call; a clearly worse one is not
-(SmolLM2 chose `hold` after a site failure epoch after epoch while latency climbed to 130 s)."""
 
 
 class SiteModel(BaseModel):
@@ -175,21 +171,9 @@ def repair_planner_answer(
     scenario: Scenario,
     whatif: WhatIf,
 ) -> Repaired[tuple[PlanCandidate, dict[str, float]]]:
-    """Clamp the choice, drop unknown or oversized loads, clip priorities, and drop extra
-    loads the twin predicts to make things worse."""
-    notes = []
-    k, bad = clamp_choice(answer.choice, len(menu))
-    if bad:
-        notes.append(f"choice {answer.choice} out of range")
-    chosen = menu[k]
-    best = min(menu, key=lambda c: c.prediction.score())
-    if chosen.prediction.score() > best.prediction.score() * (1 + CHOICE_TOLERANCE):
-        mine, top = chosen.prediction, best.prediction
-        notes.append(
-            f"choice {k} predicted {mine.mean_latency_s:.2f} s, Jain {mine.jain:.2f}, against "
-            f"the best plan's {top.mean_latency_s:.2f} s, Jain {top.jain:.2f}: took the best"
-        )
-        chosen = best
+    """Guard the choice (`guard_choice`), drop unknown or oversized loads, clip priorities,
+    and drop extra loads the twin predicts to make things worse."""
+    chosen, notes = guard_choice(answer.choice, menu)
     layout = Layout(telemetry, scenario)
     for a in chosen.actions:
         layout.apply(a)

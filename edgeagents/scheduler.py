@@ -14,7 +14,7 @@ from edgeagents.agent import (
     Choice,
     LMCall,
     Repaired,
-    clamp_choice,
+    guard_choice,
     run_step,
     scenario_from_config,
 )
@@ -127,13 +127,10 @@ def repair_scheduler_answer(
     telemetry: Telemetry,
     whatif: WhatIf,
 ) -> Repaired[RoutingPolicy]:
-    """Clamp the choice; keep only weight overrides for known models at sites that host them,
-    finite and non-negative, not zero everywhere; drop them if the twin predicts harm."""
-    notes = []
-    k, bad = clamp_choice(answer.choice, len(menu))
-    if bad:
-        notes.append(f"choice {answer.choice} out of range")
-    chosen = menu[k]
+    """Guard the choice (`guard_choice`); keep only weight overrides for known models at sites
+    that host them, finite and non-negative, not zero everywhere; drop them if the twin
+    predicts harm."""
+    chosen, notes = guard_choice(answer.choice, menu)
     hosts: dict[str, set[str]] = {}
     for r in telemetry.replicas:
         hosts.setdefault(r.deployment.model, set()).add(r.deployment.site)

@@ -14,11 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scripted import ScriptedChatModel
 
-from edgeagents.agent import run_step
+from edgeagents.agent import CHOICE_TOLERANCE, run_step
 from edgeagents.city import SimulatedCity
 from edgeagents.deployer import DeployerAnswer, ModelBatch, repair_deployer_answer
 from edgeagents.planner import (
-    CHOICE_TOLERANCE,
     HARM_TOLERANCE,
     ModelPriority,
     PlannerAnswer,
@@ -115,6 +114,23 @@ def test_a_plan_predicted_clearly_worse_than_the_best_is_not_taken():
     far = [plan("best", 10.0), plan("hold", 40.0)]
     fixed = repair_planner_answer(PlannerAnswer(choice=1), far, TELEMETRY, SC, WHATIF)
     assert fixed.value[0].name == "best" and fixed.changed
+    assert "took the best" in fixed.note
+
+
+def test_a_routing_predicted_clearly_worse_than_the_best_is_not_taken():
+    """The scheduler's menu has the same guard as the planner's."""
+
+    def route(k: int, mean_s: float):
+        pred = ROUTES[k].prediction.model_copy(update={"mean_latency_s": mean_s, "jain": 1.0})
+        return ROUTES[k].model_copy(update={"prediction": pred})
+
+    assert ROUTES[0].routing != ROUTES[1].routing
+    close = [route(0, 10.0), route(1, 10.0 * (1 + CHOICE_TOLERANCE) - 0.1)]
+    kept = repair_scheduler_answer(SchedulerAnswer(choice=1), close, TELEMETRY, WHATIF)
+    assert kept.value == ROUTES[1].routing and not kept.changed
+    far = [route(0, 10.0), route(1, 40.0)]
+    fixed = repair_scheduler_answer(SchedulerAnswer(choice=1), far, TELEMETRY, WHATIF)
+    assert fixed.value == ROUTES[0].routing and fixed.changed
     assert "took the best" in fixed.note
 
 
