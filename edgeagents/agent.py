@@ -107,14 +107,14 @@ def run_step(
         return fallback(), AgentRecord(
             agent=agent, path="fallback",
             rationale=f"answer not repairable ({type(e).__name__}: {e}): first option",
-            wall_s=time.perf_counter() - t0, lm_calls=1, tokens=tokens,
+            wall_s=time.perf_counter() - t0, lm_calls=1, tokens=tokens, lm_choice=answer.choice,
         )  # fmt: skip
     path: DecisionPath = "repaired" if fixed.changed else "lm"
     why = getattr(answer, "rationale", "") or ""
     note = f" [repaired: {fixed.note}]" if fixed.changed and fixed.note else ""
     return fixed.value, AgentRecord(
         agent=agent, path=path, rationale=(why[:RATIONALE_CHARS] + note).strip(),
-        wall_s=time.perf_counter() - t0, lm_calls=1, tokens=tokens,
+        wall_s=time.perf_counter() - t0, lm_calls=1, tokens=tokens, lm_choice=answer.choice,
     )  # fmt: skip
 
 

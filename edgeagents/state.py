@@ -305,6 +305,8 @@ class AgentRecord(_Frozen):
     wall_s: float = Field(default=0.0, ge=0)
     lm_calls: int = Field(default=0, ge=0)
     tokens: int = Field(default=0, ge=0)
+    lm_choice: int | None = None
+    """The menu index the LM answered, before any repair; None when no LM answered."""
 
 
 class Decision(_Frozen):

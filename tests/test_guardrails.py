@@ -180,6 +180,29 @@ def test_malformed_text_falls_back_and_never_raises(raw):
     assert_feasible(Decision(time_s=TELEMETRY.time_s, routing=value))
 
 
+def test_the_record_keeps_the_lms_own_pick_when_the_guard_replaces_it():
+    """The decision log must show what the LM chose, not only what was used."""
+    far = [
+        ROUTES[k].model_copy(
+            update={"prediction": ROUTES[k].prediction.model_copy(update={"mean_latency_s": s})}
+        )
+        for k, s in ((0, 10.0), (1, 40.0))
+    ]
+    _, record = run_step(
+        agent="scheduler", model=ScriptedChatModel(replies=['{"choice": 1}']), system="s",
+        user="u", schema=SchedulerAnswer, menu_size=2,
+        repair=lambda a: repair_scheduler_answer(a, far, TELEMETRY, WHATIF),
+        fallback=lambda: far[0].routing, timeout_s=5,
+    )  # fmt: skip
+    assert record.path == "repaired" and record.lm_choice == 1
+    _, none = run_step(
+        agent="scheduler", model=None, system="s", user="u", schema=SchedulerAnswer,
+        menu_size=2, repair=lambda a: repair_scheduler_answer(a, far, TELEMETRY, WHATIF),
+        fallback=lambda: far[0].routing, timeout_s=5,
+    )  # fmt: skip
+    assert none.lm_choice is None
+
+
 def test_a_hanging_lm_times_out_to_the_fallback():
     model = ScriptedChatModel(replies=['{"choice": 1}'], sleep_s=3)
     value, record = run_step(
