@@ -1,0 +1,71 @@
+"""How much of the twin's prediction after a site failure is its refusal penalty.
+
+The what-if twin scores a plan by the mean latency of its prompts, charging each prompt it
+cannot serve its horizon; the adaptation benchmark's latency counts served prompts only. This
+runs the bench's site-failure city with its starting placement held (greedy router, no agents)
+and, at each planning epoch around the failure, prints the twin's prediction for holding, the
+same twin run's served-only mean, and what the city really served and refused.
+
+    .venv/bin/python bench/twin_after_failure.py [--seed N]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from edgeagents.adaptation import AdaptationSettings, shift_scenario
+from edgeagents.city import SimulatedCity
+from edgeagents.policies import ROUTERS
+from edgeagents.scenario import load_scenario
+from edgeagents.state import Telemetry
+from edgeagents.twin import WhatIf, forecast_demand
+from edgeagents.workload import generate_workload
+
+
+def served_mean(telemetry: Telemetry) -> float:
+    served = sum(m.served for m in telemetry.models)
+    total = sum((m.mean_latency_s or 0.0) * m.served for m in telemetry.models)
+    return total / max(1, served)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=0)
+    seed = parser.parse_args().seed
+    settings = AdaptationSettings()
+    scenario = shift_scenario(load_scenario("bristol"), "site-failure", settings)
+    workload = generate_workload(scenario, duration_s=scenario.duration_s, seed=seed)
+    city = SimulatedCity(scenario, workload, ROUTERS.create("greedy"))
+    epoch = settings.planning_epoch_s
+    forecast = None
+    print(f"site failure at {settings.shift_at_s:g} s; starting placement held; seed {seed}")
+    print(
+        "time s | twin: predicted s, served-only s, refused | city window: served mean s, refused"
+    )
+    t = epoch
+    while t <= settings.shift_at_s + 4 * epoch:
+        city.advance(t)
+        telemetry = city.observe()
+        forecast = forecast_demand(telemetry, forecast)
+        whatif = WhatIf(scenario, forecast, telemetry, horizon_s=epoch, seed=seed)
+        current = [r.deployment for r in telemetry.replicas]
+        predicted = whatif.evaluate(current)
+        twin = SimulatedCity(
+            whatif.scenario, whatif.workload, ROUTERS.create("greedy"), deployments=current
+        )
+        twin.advance(whatif.horizon_s + whatif.scenario.control.drain_limit_s)
+        latency = twin.finish().latency_s
+        refused = sum(m.refused for m in telemetry.models)
+        if t >= settings.shift_at_s - epoch:
+            print(
+                f"{t:6.0f} | {predicted.mean_latency_s:6.1f} {np.nanmean(latency):6.1f} "
+                f"{predicted.refused:4d}/{predicted.prompts:<4d} | "
+                f"{served_mean(telemetry):6.1f} {refused:4d}"
+            )
+        t += epoch
+
+
+if __name__ == "__main__":
+    main()
