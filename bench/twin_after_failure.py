@@ -6,17 +6,22 @@ runs the bench's site-failure city with its starting placement held (greedy rout
 and, at each planning epoch around the failure, prints the twin's prediction for holding, the
 same twin run's served-only mean, and what the city really served and refused.
 
-    .venv/bin/python bench/twin_after_failure.py [--seed N]
+    .venv/bin/python bench/twin_after_failure.py [--seed N] [--horizon-s S]
+
+The twin looks `--horizon-s` ahead: 120 s is the planner's default, 30 s one planning epoch of
+the benchmark.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 
 import numpy as np
 
 from edgeagents.adaptation import AdaptationSettings, shift_scenario
 from edgeagents.city import SimulatedCity
+from edgeagents.planner import create_planner
 from edgeagents.policies import ROUTERS
 from edgeagents.scenario import load_scenario
 from edgeagents.state import Telemetry
@@ -32,36 +37,45 @@ def served_mean(telemetry: Telemetry) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    planner_horizon = inspect.signature(create_planner).parameters["horizon_s"].default
     parser.add_argument("--seed", type=int, default=0)
-    seed = parser.parse_args().seed
+    parser.add_argument("--horizon-s", type=float, default=planner_horizon)
+    args = parser.parse_args()
+    seed, horizon = args.seed, args.horizon_s
     settings = AdaptationSettings()
     scenario = shift_scenario(load_scenario("bristol"), "site-failure", settings)
     workload = generate_workload(scenario, duration_s=scenario.duration_s, seed=seed)
     city = SimulatedCity(scenario, workload, ROUTERS.create("greedy"))
     epoch = settings.planning_epoch_s
     forecast = None
-    print(f"site failure at {settings.shift_at_s:g} s; starting placement held; seed {seed}")
     print(
-        "time s | twin: predicted s, served-only s, refused | city window: served mean s, refused"
+        f"site failure at {settings.shift_at_s:g} s; starting placement held; seed {seed}; "
+        f"twin horizon {horizon:g} s"
+    )
+    print(
+        "time s | twin: predicted s, served-only s, refused (site_failed) "
+        "| city window: served mean s, refused"
     )
     t = epoch
     while t <= settings.shift_at_s + 4 * epoch:
         city.advance(t)
         telemetry = city.observe()
         forecast = forecast_demand(telemetry, forecast)
-        whatif = WhatIf(scenario, forecast, telemetry, horizon_s=epoch, seed=seed)
+        whatif = WhatIf(scenario, forecast, telemetry, horizon_s=horizon, seed=seed)
         current = [r.deployment for r in telemetry.replicas]
         predicted = whatif.evaluate(current)
         twin = SimulatedCity(
             whatif.scenario, whatif.workload, ROUTERS.create("greedy"), deployments=current
         )
         twin.advance(whatif.horizon_s + whatif.scenario.control.drain_limit_s)
-        latency = twin.finish().latency_s
+        out = twin.finish()
+        latency = out.latency_s
+        site_failed = out.refused_by_reason().get("site_failed", 0)
         refused = sum(m.refused for m in telemetry.models)
         if t >= settings.shift_at_s - epoch:
             print(
                 f"{t:6.0f} | {predicted.mean_latency_s:6.1f} {np.nanmean(latency):6.1f} "
-                f"{predicted.refused:4d}/{predicted.prompts:<4d} | "
+                f"{predicted.refused:4d}/{predicted.prompts:<4d} ({site_failed:4d}) | "
                 f"{served_mean(telemetry):6.1f} {refused:4d}"
             )
         t += epoch
