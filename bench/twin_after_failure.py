@@ -24,15 +24,9 @@ from edgeagents.city import SimulatedCity
 from edgeagents.planner import create_planner
 from edgeagents.policies import ROUTERS
 from edgeagents.scenario import load_scenario
-from edgeagents.state import Telemetry
 from edgeagents.twin import WhatIf, forecast_demand
 from edgeagents.workload import generate_workload
-
-
-def served_mean(telemetry: Telemetry) -> float:
-    served = sum(m.served for m in telemetry.models)
-    total = sum((m.mean_latency_s or 0.0) * m.served for m in telemetry.models)
-    return total / max(1, served)
+from graphs.memory_nodes import window_outcome
 
 
 def main() -> None:
@@ -63,20 +57,15 @@ def main() -> None:
         forecast = forecast_demand(telemetry, forecast)
         whatif = WhatIf(scenario, forecast, telemetry, horizon_s=horizon, seed=seed)
         current = [r.deployment for r in telemetry.replicas]
-        predicted = whatif.evaluate(current)
-        twin = SimulatedCity(
-            whatif.scenario, whatif.workload, ROUTERS.create("greedy"), deployments=current
-        )
-        twin.advance(whatif.horizon_s + whatif.scenario.control.drain_limit_s)
-        out = twin.finish()
-        latency = out.latency_s
+        out = whatif.simulate(current)
+        predicted = whatif.predict(out)
         site_failed = out.refused_by_reason().get("site_failed", 0)
-        refused = sum(m.refused for m in telemetry.models)
+        served_s, _, refused = window_outcome(telemetry)
         if t >= settings.shift_at_s - epoch:
             print(
-                f"{t:6.0f} | {predicted.mean_latency_s:6.1f} {np.nanmean(latency):6.1f} "
+                f"{t:6.0f} | {predicted.mean_latency_s:6.1f} {np.nanmean(out.latency_s):6.1f} "
                 f"{predicted.refused:4d}/{predicted.prompts:<4d} ({site_failed:4d}) | "
-                f"{served_mean(telemetry):6.1f} {refused:4d}"
+                f"{served_s or 0.0:6.1f} {refused:4d}"
             )
         t += epoch
 

@@ -10,7 +10,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from edgeagents.bounds import reference_s, standalone_matrix_s
-from edgeagents.city import SimulatedCity
+from edgeagents.city import EpisodeOutcomes, SimulatedCity
 from edgeagents.metrics import jain
 from edgeagents.policies.routing import ROUTERS
 from edgeagents.scenario import CityEvent, Scenario
@@ -115,6 +115,17 @@ class WhatIf:
         routing: RoutingPolicy | None = None,
     ) -> Prediction:
         """Run the twin from `deployments` (warm) with `actions` applied at time 0."""
+        return self.predict(self.simulate(deployments, actions, router=router, routing=routing))
+
+    def simulate(
+        self,
+        deployments: Sequence[Deployment],
+        actions: Sequence[DeploymentAction] = (),
+        *,
+        router: str = "greedy",
+        routing: RoutingPolicy | None = None,
+    ) -> EpisodeOutcomes:
+        """The twin's per-prompt outcomes, for a look past its score (e.g. refusal reasons)."""
         self.evaluations += 1
         city = SimulatedCity(
             self.scenario, self.workload, ROUTERS.create(router), deployments=deployments
@@ -122,7 +133,10 @@ class WhatIf:
         if actions or routing is not None:
             city.apply(Decision(time_s=0.0, actions=list(actions), routing=routing))
         city.advance(self.horizon_s + self.scenario.control.drain_limit_s)
-        out = city.finish()
+        return city.finish()
+
+    def predict(self, out: EpisodeOutcomes) -> Prediction:
+        """Score a twin run: mean latency with each refusal charged the horizon, and Jain."""
         lat = out.latency_s
         served = ~np.isnan(lat)
         per_model: dict[str, float] = {}

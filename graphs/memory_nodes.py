@@ -27,7 +27,7 @@ WATCH_EPOCHS = 10
 log = logging.getLogger("edgeagents.memory")
 
 
-def _window_outcome(telemetry: Telemetry) -> tuple[float | None, float | None, int]:
+def window_outcome(telemetry: Telemetry) -> tuple[float | None, float | None, int]:
     """Mean latency (weighted by prompts served), Jain over model speeds, refusals: the
     telemetry window's view of how the plan in force did."""
     served = [(m.mean_latency_s, m.served) for m in telemetry.models if m.mean_latency_s]
@@ -65,7 +65,7 @@ def create_recall(store: Any, *, k: int = 3, name: str = "recall") -> Callable[.
         out: dict[str, Any] = {}
         try:
             if state.get("run_planner"):
-                mean, fair, refused = _window_outcome(telemetry)
+                mean, fair, refused = window_outcome(telemetry)
                 rates, cells = window_demand(telemetry)
                 action = describe_action(state.get("plan"), state.get("routing"))
                 measured = {
