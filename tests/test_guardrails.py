@@ -4,6 +4,7 @@ and the decision that reaches the city is feasible (nothing refused, weights san
 from __future__ import annotations
 
 import math
+from typing import TypeVar
 
 import pytest
 
@@ -27,7 +28,13 @@ from edgeagents.planner import (
 from edgeagents.policies import ROUTERS
 from edgeagents.scheduler import RouteOverride, SchedulerAnswer, repair_scheduler_answer
 from edgeagents.state import Decision
-from edgeagents.tools import PlanCandidate, deployer_menu, rank_routing, search_plans
+from edgeagents.tools import (
+    PlanCandidate,
+    RoutingCandidate,
+    deployer_menu,
+    rank_routing,
+    search_plans,
+)
 from edgeagents.twin import WhatIf, forecast_demand
 from edgeagents.workload import generate_workload
 
@@ -99,14 +106,21 @@ def test_bad_planner_answers_become_feasible_plans(choice, loads, priorities, ra
         assert fixed.changed
 
 
+Option = TypeVar("Option", PlanCandidate, RoutingCandidate)
+
+
+def predicted_at(option: Option, mean_s: float, name: str | None = None) -> Option:
+    """A menu option the twin is made to predict at `mean_s`, perfectly fair."""
+    pred = option.prediction.model_copy(update={"mean_latency_s": mean_s, "jain": 1.0})
+    return option.model_copy(update={"prediction": pred, "name": name or option.name})
+
+
 def test_a_plan_predicted_clearly_worse_than_the_best_is_not_taken():
     """The LM's pick stands among near-equal plans; past the tolerance the best plan is taken
     and the decision says so."""
-    base = PLANS[0]
 
     def plan(name: str, mean_s: float) -> PlanCandidate:
-        pred = base.prediction.model_copy(update={"mean_latency_s": mean_s, "jain": 1.0})
-        return base.model_copy(update={"name": name, "prediction": pred})
+        return predicted_at(PLANS[0], mean_s, name)
 
     close = [plan("best", 10.0), plan("hold", 10.0 * (1 + CHOICE_TOLERANCE) - 0.1)]
     kept = repair_planner_answer(PlannerAnswer(choice=1), close, TELEMETRY, SC, WHATIF)
@@ -120,9 +134,8 @@ def test_a_plan_predicted_clearly_worse_than_the_best_is_not_taken():
 def test_a_routing_predicted_clearly_worse_than_the_best_is_not_taken():
     """The scheduler's menu has the same guard as the planner's."""
 
-    def route(k: int, mean_s: float):
-        pred = ROUTES[k].prediction.model_copy(update={"mean_latency_s": mean_s, "jain": 1.0})
-        return ROUTES[k].model_copy(update={"prediction": pred})
+    def route(k: int, mean_s: float) -> RoutingCandidate:
+        return predicted_at(ROUTES[k], mean_s)
 
     assert ROUTES[0].routing != ROUTES[1].routing
     close = [route(0, 10.0), route(1, 10.0 * (1 + CHOICE_TOLERANCE) - 0.1)]
@@ -182,12 +195,7 @@ def test_malformed_text_falls_back_and_never_raises(raw):
 
 def test_the_record_keeps_the_lms_own_pick_when_the_guard_replaces_it():
     """The decision log must show what the LM chose, not only what was used."""
-    far = [
-        ROUTES[k].model_copy(
-            update={"prediction": ROUTES[k].prediction.model_copy(update={"mean_latency_s": s})}
-        )
-        for k, s in ((0, 10.0), (1, 40.0))
-    ]
+    far = [predicted_at(ROUTES[0], 10.0), predicted_at(ROUTES[1], 40.0)]
     _, record = run_step(
         agent="scheduler", model=ScriptedChatModel(replies=['{"choice": 1}']), system="s",
         user="u", schema=SchedulerAnswer, menu_size=2,
