@@ -84,7 +84,9 @@ def create_planner(
 
     With experience memory on, `state["recalled_plan"]` (from the recall node) adds the
     remembered placement to the menu and, after a sharp shift, raises the forecast to the
-    demand that followed the remembered shift (`remembered_forecast`).
+    demand that followed the remembered shift (`remembered_forecast`). That raised forecast
+    is for this plan only: the state keeps the observed one, so the next epoch's smoothing
+    and the shift detector do not start from a remembered surge.
     """
     system = prompt or PLANNER_PROMPT
 
@@ -92,9 +94,9 @@ def create_planner(
         started = time.perf_counter()
         sc = scenario or scenario_from_config(config)
         telemetry = state["telemetry"]
-        forecast = forecast_demand(telemetry, state.get("forecast"))
+        observed = forecast_demand(telemetry, state.get("forecast"))
         remembered = state.get("recalled_plan") or {}
-        forecast = remembered_forecast(forecast, remembered)
+        forecast = remembered_forecast(observed, remembered)
         whatif = WhatIf(sc, forecast, telemetry, horizon_s=horizon_s, seed=state.get("cycle", 0))
         menu = search_plans(
             whatif, telemetry, sc, budget_s=search_budget_s,
@@ -122,7 +124,7 @@ def create_planner(
         for a in plan.actions:
             pending[a.site].append(a)
         record = record.model_copy(update={"wall_s": time.perf_counter() - started})
-        return {"plan": plan, "forecast": forecast, "pending": pending, "records": {name: record}}
+        return {"plan": plan, "forecast": observed, "pending": pending, "records": {name: record}}
 
     planner.__name__ = name
     return planner

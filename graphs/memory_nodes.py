@@ -7,8 +7,10 @@ demand moving; `memory.experience.detect_shifts`), `recall` looks for past shift
 kind. If one is remembered, the planner re-plans now, on the demand that followed that shift
 and with the placement the city settled on then as a candidate, instead of waiting for the
 next epoch; the scheduler's prompt shows the same lines. Every shift is watched for
-`WATCH_EPOCHS` epochs, and its experience is rewritten each epoch (while prompts arrive) with
-the placement in force and how it did, so the store keeps what the city settled on.
+`WATCH_EPOCHS` epochs, and its experience is rewritten each epoch (while prompts arrive and
+the shift is still seen, `memory.experience.shift_persists`) with the placement in force and
+how it did, so the store keeps what the city settled on. A shift gone by the next epoch (a
+burst taken for a surge) is never stored.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 
 from edgeagents.metrics import jain
-from edgeagents.state import ControlState, Telemetry
+from edgeagents.state import ControlState, Forecast, Telemetry
 
 WATCH_EPOCHS = 10
 log = logging.getLogger("edgeagents.memory")
@@ -47,6 +49,7 @@ def create_recall(store: Any, *, k: int = 3, name: str = "recall") -> Callable[.
         Experience,
         describe_action,
         describe_outcome,
+        shift_persists,
         summarize_situation,
     )
 
@@ -62,6 +65,7 @@ def create_recall(store: Any, *, k: int = 3, name: str = "recall") -> Callable[.
         epoch = int(telemetry.time_s // epoch_s)
         shift = state.get("shift")
         watch = state.get("shift_watch")
+        forecast = state.get("forecast")
         out: dict[str, Any] = {}
         try:
             if state.get("run_planner"):
@@ -88,7 +92,15 @@ def create_recall(store: Any, *, k: int = 3, name: str = "recall") -> Callable[.
                             features=last["features"], **measured,
                         )
                     )  # fmt: skip
-                if watch and telemetry.time_s <= watch["until_s"] and sum(rates.values()) > 0:
+                watching = (
+                    watch and telemetry.time_s <= watch["until_s"] and sum(rates.values()) > 0
+                )
+                if watching and not shift_persists(
+                    watch["shift"], telemetry, _forecast_or_none(watch.get("before"))
+                ):
+                    log.info("%.0f s: %s no longer seen", telemetry.time_s, watch["shift"])
+                    watching = False
+                if watching:
                     store.add(
                         Experience(
                             id=watch["id"], time_s=watch["time_s"], epoch=watch["epoch"],
@@ -109,6 +121,7 @@ def create_recall(store: Any, *, k: int = 3, name: str = "recall") -> Callable[.
                     "situation": text,
                     "features": features,
                     "until_s": telemetry.time_s + WATCH_EPOCHS * epoch_s,
+                    "before": forecast.model_dump() if forecast is not None else None,
                 }
                 where = {"$and": [{"kind": "shift"}, {"shift": shift}]}
                 hits = store.search(query, k=k, where=where)
@@ -144,3 +157,7 @@ def create_recall(store: Any, *, k: int = 3, name: str = "recall") -> Callable[.
 
     recall.__name__ = name
     return recall
+
+
+def _forecast_or_none(data: dict[str, Any] | None) -> Forecast | None:
+    return Forecast.model_validate(data) if data else None

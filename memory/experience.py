@@ -194,6 +194,34 @@ SURGE_OVER_PEAK = 1.2
 MOVE_DISTANCE = 0.25
 
 
+SURGE_CONFIRM = 1.2
+"""A surge is confirmed while the model's windowed rate stays this many times its forecast
+from before the shift (a burst the detector took for a surge is gone a window later)."""
+
+
+def shift_persists(shift: str, telemetry: Telemetry, before: Forecast | None) -> bool:
+    """Whether the shift `detect_shifts` reported is still visible in this telemetry window,
+    judged against the forecast from before it: a lost site is still down, a surged model
+    still runs at SURGE_CONFIRM x its old rate, moved demand is still MOVE_DISTANCE / 2 away
+    (in total variation) from the old cell shares. Only confirmed shifts are remembered as
+    shifts: a false alarm stored as one raises a later forecast for nothing."""
+    if shift.startswith("site ") and shift.endswith(" down"):
+        site = shift.removeprefix("site ").removesuffix(" down")
+        return any(s.site == site and not s.up for s in telemetry.sites)
+    if before is None:
+        return False
+    rates, cells = window_demand(telemetry)
+    if shift.startswith("surge "):
+        m = shift.removeprefix("surge ")
+        old = before.rates_per_s.get(m)
+        return old is not None and rates.get(m, 0.0) >= SURGE_CONFIRM * old
+    if shift.startswith("demand moved") and cells and before.cell_weights:
+        keys = set(cells) | set(before.cell_weights)
+        moved = 0.5 * sum(abs(cells.get(c, 0.0) - before.cell_weights.get(c, 0.0)) for c in keys)
+        return moved >= MOVE_DISTANCE / 2
+    return False
+
+
 def detect_shifts(telemetry: Telemetry, forecast: Forecast | None) -> list[str]:
     """Sharp shifts visible now, as signatures: `site S down`; `surge M` (windowed rate at
     least SURGE_RATIO x the planner's forecast, SURGE_MIN_PER_S above it, and SURGE_OVER_PEAK x

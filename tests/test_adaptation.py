@@ -26,7 +26,7 @@ from edgeagents.tools import placement_actions, placement_of, search_plans
 from edgeagents.twin import PEAK_DECAY, WhatIf, forecast_demand
 from edgeagents.workload import generate_workload
 from graphs.controller import AgentsController
-from memory.experience import detect_shifts
+from memory.experience import detect_shifts, shift_persists
 from memory.store import ExperienceStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,6 +82,69 @@ def test_bursts_and_partial_windows_are_not_surges() -> None:
     early = observed(sc, t=5.0)
     assert early.time_s < early.window_s
     assert detect_shifts(early, calm) == []
+
+
+def test_a_shift_persists_only_while_it_is_still_seen() -> None:
+    sc = tiny_scenario(**SHORT_WINDOW)
+    t = observed(sc, t=15.0)
+    steady = forecast_demand(t)
+    half = steady.model_copy(
+        update={"rates_per_s": {m: r / 2 for m, r in steady.rates_per_s.items()}}
+    )
+    assert shift_persists("surge llm", t, half), "still twice its old rate"
+    assert not shift_persists("surge llm", t, steady), "back to its old rate: a burst"
+    assert not shift_persists("surge llm", t, None)
+    elsewhere = steady.model_copy(update={"cell_weights": {"gone": 1.0}})
+    assert shift_persists("demand moved to a", t, elsewhere)
+    assert not shift_persists("demand moved to a", t, steady)
+    down = t.model_copy(
+        update={"sites": [s.model_copy(update={"up": s.site != "b"}) for s in t.sites]}
+    )
+    assert shift_persists("site b down", down, None)
+    assert not shift_persists("site b down", t, steady), "b is back"
+
+
+def test_only_a_confirmed_shift_is_stored_as_one(tmp_path: Path) -> None:
+    """The watch's first write is its confirmation: a burst the detector took for a surge,
+    gone by the next epoch, leaves no `shift` experience to be recalled later."""
+    from graphs.memory_nodes import create_recall
+
+    sc = tiny_scenario(**SHORT_WINDOW)
+    t = observed(sc, t=15.0)
+    steady = forecast_demand(t)
+    config = {"configurable": {"scenario": sc, "thread_id": "t"}}
+    stored = {}
+    for label, before in (("burst", steady), ("surge", steady.model_copy(
+        update={"rates_per_s": {m: r / 2 for m, r in steady.rates_per_s.items()}}
+    ))):  # fmt: skip
+        store = ExperienceStore(tmp_path / label, embedding="features")
+        recall = create_recall(store)
+        state = {"telemetry": t, "cycle": 1, "forecast": before, "shift": "surge llm"}
+        watch = recall(state, config)["shift_watch"]
+        assert watch["before"]["rates_per_s"] == before.rates_per_s
+        later = {"telemetry": t, "cycle": 2, "forecast": before, "run_planner": True,
+                 "shift_watch": watch}  # fmt: skip
+        out = recall(later, config)
+        stored[label] = [e.shift for e in store.all() if e.kind == "shift"]
+        assert ("shift_watch" in out and out["shift_watch"] is None) == (label == "burst")
+    assert stored == {"burst": [], "surge": ["surge llm"]}
+
+
+def test_a_remembered_surge_raises_this_plans_forecast_only() -> None:
+    """The planner plans on the remembered demand but hands the observed forecast on, so the
+    next epoch's smoothing and the shift detector do not start from a remembered surge."""
+    from edgeagents.planner import create_planner
+
+    sc = tiny_scenario(**SHORT_WINDOW)
+    t = observed(sc, t=15.0)
+    config = {"configurable": {"scenario": sc}}
+    remembered = {"shift": "surge llm", "demand": {"llm": 500.0}, "placement": {}}
+    model = ScriptedChatModel(replies=['{"choice": 0, "rationale": "scripted"}'])
+    state = {"telemetry": t, "cycle": 1, "recalled_plan": remembered}
+    out = create_planner(model, scenario=sc, search_budget_s=30.0)(state, config)
+    assert out["forecast"].rates_per_s == forecast_demand(t).rates_per_s
+    shown = prompts(model, "Planner")
+    assert shown and "llm 500.00" in shown[0], "the plan was made on the remembered demand"
 
 
 def test_forecast_keeps_a_decaying_peak_from_full_windows() -> None:
