@@ -17,7 +17,12 @@ import yaml
 from conftest import TINY, tiny_scenario
 from scripted import ScriptedChatModel
 
-from edgeagents.adaptation import recovery_epochs
+from edgeagents.adaptation import (
+    VariantResult,
+    compare_targets,
+    recovery_epochs,
+    score_recovery_to_best,
+)
 from edgeagents.city import SimulatedCity
 from edgeagents.driver import run_episode
 from edgeagents.policies import ROUTERS
@@ -198,6 +203,35 @@ def test_recovery_epochs() -> None:
     assert recovery_epochs([5, 5, None, None], 2) == (None, None)
     climbing = [5, 5, 30, 20, 40, 60, 80, 100, 120, 130]  # never back: not "recovered at once"
     assert recovery_epochs(climbing, 2) == (None, 125.0)
+
+
+def test_recovery_to_the_best_steady_state() -> None:
+    """A variant that settles high fast has not recovered: against the best level any
+    variant settled at, the one that came down further is the one that recovered."""
+
+    def row(memory: str, curve: list[float]) -> VariantResult:
+        rec, steady = recovery_epochs(curve, 2)
+        return VariantResult(
+            memory=memory, llm="none", shift="site-failure", seeds=[0], recovery_epochs=rec,
+            recovery_epochs_by_seed=[rec], post_shift_mean_latency_s=steady,
+            post_shift_mean_latency_s_by_seed=[steady], jain=None, steady_state_s=steady,
+            refused_after_shift=0, early_replans=0, stored_experiences=0, planner_paths={},
+            epoch_mean_latency_s=curve, epoch_mean_latency_s_by_seed=[curve], epoch_mean_bound_s=[],
+            wall_s=0.0,
+        )  # fmt: skip
+
+    assert recovery_epochs([5, 5, 20, 12, 12, 12, 12, 12, 12], 2, steady=6.0) == (None, 6.0)
+    off = row("off", [5, 5, 20, 12, 12, 12, 12, 12, 12])
+    warm = row("warm", [5, 5, 20, 15, 10, 8, 6, 6, 6])
+    assert (off.recovery_epochs, warm.recovery_epochs) == (1, 4)
+    score_recovery_to_best([off, warm], 2)
+    assert (off.recovery_to_best_epochs, warm.recovery_to_best_epochs) == (None, 4)
+    assert (off.recovery_to_best_epochs_by_seed, warm.recovery_to_best_epochs_by_seed) == (
+        [None], [4],
+    )  # fmt: skip
+    met = compare_targets(off, warm)
+    assert met["warm_recovery_at_most_half_of_off"] is False
+    assert met["warm_recovery_to_best_at_most_half_of_off"] is True
 
 
 def episode(store, seed: int) -> tuple[ScriptedChatModel, object]:
