@@ -92,7 +92,7 @@ def create_recall(store: Any, *, k: int = 3, name: str = "recall") -> Callable[.
                             features=last["features"], **measured,
                         )
                     )  # fmt: skip
-                watching = (
+                watching = bool(
                     watch and telemetry.time_s <= watch["until_s"] and sum(rates.values()) > 0
                 )
                 if watching and not shift_persists(
