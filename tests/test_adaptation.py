@@ -135,9 +135,9 @@ def test_only_a_confirmed_shift_is_stored_as_one(tmp_path: Path) -> None:
     assert stored == {"burst": [], "surge": ["surge llm"]}
 
 
-def test_a_remembered_surge_raises_this_plans_forecast_only() -> None:
-    """The planner plans on the remembered demand but hands the observed forecast on, so the
-    next epoch's smoothing and the shift detector do not start from a remembered surge."""
+def test_a_remembered_surge_raises_the_forecast_handed_on() -> None:
+    """The planner plans on the demand that followed the remembered surge, and hands that
+    forecast on: smoothing from the observed rates alone lags a real surge."""
     from edgeagents.planner import create_planner
 
     sc = tiny_scenario(**SHORT_WINDOW)
@@ -147,9 +147,11 @@ def test_a_remembered_surge_raises_this_plans_forecast_only() -> None:
     model = ScriptedChatModel(replies=['{"choice": 0, "rationale": "scripted"}'])
     state = {"telemetry": t, "cycle": 1, "recalled_plan": remembered}
     out = create_planner(model, scenario=sc, search_budget_s=30.0)(state, config)
-    assert out["forecast"].rates_per_s == forecast_demand(t).rates_per_s
+    assert out["forecast"].rates_per_s["llm"] == 500.0
     shown = prompts(model, "Planner")
     assert shown and "llm 500.00" in shown[0], "the plan was made on the remembered demand"
+    calm = create_planner(None, scenario=sc)({**state, "recalled_plan": None}, config)
+    assert calm["forecast"].rates_per_s == forecast_demand(t).rates_per_s
 
 
 def test_forecast_keeps_a_decaying_peak_from_full_windows() -> None:
