@@ -16,8 +16,10 @@ swings a single episode). Figures per (shift, memory, llm): the mean latency of 
 arriving in each planning epoch, averaged over seeds; the steady state (the median of the last
 third of the post-shift epochs); the recovery (on that curve: planning epochs from the
 shift's until the latency is back within 10% of the steady state after its worst epoch among
-the first six); the mean latency and normalized Jain over `window_epochs` epochs after the
-shift; and how often memory made the planner re-plan early.
+the first six); the same recovery against the lowest steady state of the shift's variants
+(`recovery_to_best_epochs`: settling high fast is not recovering); the mean latency and
+normalized Jain over `window_epochs` epochs after the shift; and how often memory made the
+planner re-plan early.
 """
 
 from __future__ import annotations
