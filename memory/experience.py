@@ -216,10 +216,14 @@ def shift_persists(shift: str, telemetry: Telemetry, before: Forecast | None) ->
         old = before.rates_per_s.get(m)
         return old is not None and rates.get(m, 0.0) >= SURGE_CONFIRM * old
     if shift.startswith("demand moved") and cells and before.cell_weights:
-        keys = set(cells) | set(before.cell_weights)
-        moved = 0.5 * sum(abs(cells.get(c, 0.0) - before.cell_weights.get(c, 0.0)) for c in keys)
-        return moved >= MOVE_DISTANCE / 2
+        gain = _share_gain(cells, before.cell_weights)
+        return 0.5 * sum(abs(g) for g in gain.values()) >= MOVE_DISTANCE / 2
     return False
+
+
+def _share_gain(cells: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    """Per cell, its share of prompts now minus its share before (missing cells count 0)."""
+    return {c: cells.get(c, 0.0) - before.get(c, 0.0) for c in set(cells) | set(before)}
 
 
 def detect_shifts(telemetry: Telemetry, forecast: Forecast | None) -> list[str]:
@@ -245,8 +249,7 @@ def detect_shifts(telemetry: Telemetry, forecast: Forecast | None) -> list[str]:
         ):
             found.append(f"surge {m}")
     if cells and forecast.cell_weights:
-        keys = set(cells) | set(forecast.cell_weights)
-        gain = {c: cells.get(c, 0.0) - forecast.cell_weights.get(c, 0.0) for c in keys}
+        gain = _share_gain(cells, forecast.cell_weights)
         if 0.5 * sum(abs(g) for g in gain.values()) >= MOVE_DISTANCE:
             found.append(f"demand moved to {max(gain, key=lambda c: gain[c])}")
     return found
