@@ -14,6 +14,7 @@ from edgeagents.agent import (
     LMCall,
     Repaired,
     clamp_choice,
+    option_number,
     run_step,
     scenario_from_config,
 )
@@ -109,7 +110,8 @@ def render_deployer_prompt(site: str, telemetry: Telemetry, menu: list[ActionSet
             lines.append(f"{d.model} gpu{d.gpu_index} {r.queue_len} {r.busy_share:.0%}")
     lines.append("Options:")
     lines += [
-        f"{k} {m.name}: " + ("; ".join(f"{a.op} {a.model}" for a in m.actions) or "nothing")
+        f"{option_number(k)} {m.name}: "
+        + ("; ".join(f"{a.op} {a.model}" for a in m.actions) or "nothing")
         for k, m in enumerate(menu)
     ]
     return "\n".join(lines)

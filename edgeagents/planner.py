@@ -15,6 +15,7 @@ from edgeagents.agent import (
     LMCall,
     Repaired,
     guard_choice,
+    option_number,
     run_step,
     scenario_from_config,
 )
@@ -159,7 +160,7 @@ def render_planner_prompt(
         lines.append(f"{f.model} {forecast.get(f.model, 0.0):.2f} {f.replicas} {slow}")
     lines.append("Plans: predicted mean s, Jain, moves")
     lines += [
-        f"{k} {c.prediction.mean_latency_s:.2f} {c.prediction.jain:.3f} {c.name}"
+        f"{option_number(k)} {c.prediction.mean_latency_s:.2f} {c.prediction.jain:.3f} {c.name}"
         for k, c in enumerate(menu)
     ]
     if recalled:

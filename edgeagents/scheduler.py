@@ -15,6 +15,7 @@ from edgeagents.agent import (
     LMCall,
     Repaired,
     guard_choice,
+    option_number,
     run_step,
     scenario_from_config,
 )
@@ -112,7 +113,7 @@ def render_scheduler_prompt(
         lines.append(f"{f.model} {f.demand_per_s:.2f} {f.replicas} {f.queue_len} {slow}")
     lines.append("Options: predicted mean s, Jain")
     lines += [
-        f"{k} {c.name} {c.prediction.mean_latency_s:.2f} {c.prediction.jain:.3f}"
+        f"{option_number(k)} {c.name} {c.prediction.mean_latency_s:.2f} {c.prediction.jain:.3f}"
         for k, c in enumerate(menu)
     ]
     if recalled:

@@ -98,6 +98,10 @@ def test_a_shift_persists_only_while_it_is_still_seen() -> None:
     )
     assert shift_persists("surge llm", t, half), "still twice its old rate"
     assert not shift_persists("surge llm", t, steady), "back to its old rate: a burst"
+    lingering = steady.model_copy(
+        update={"rates_per_s": {m: r / 1.3 for m, r in steady.rates_per_s.items()}}
+    )
+    assert not shift_persists("surge llm", t, lingering), "1.3x: below the detection ratio"
     assert not shift_persists("surge llm", t, None)
     elsewhere = steady.model_copy(update={"cell_weights": {"gone": 1.0}})
     assert shift_persists("demand moved to a", t, elsewhere)
@@ -144,7 +148,7 @@ def test_a_remembered_surge_raises_the_forecast_handed_on() -> None:
     t = observed(sc, t=15.0)
     config = {"configurable": {"scenario": sc}}
     remembered = {"shift": "surge llm", "demand": {"llm": 500.0}, "placement": {}}
-    model = ScriptedChatModel(replies=['{"choice": 0, "rationale": "scripted"}'])
+    model = ScriptedChatModel(replies=['{"choice": 1, "rationale": "scripted"}'])
     state = {"telemetry": t, "cycle": 1, "recalled_plan": remembered}
     out = create_planner(model, scenario=sc, search_budget_s=30.0)(state, config)
     assert out["forecast"].rates_per_s["llm"] == 500.0
@@ -238,7 +242,7 @@ def test_recovery_to_the_best_steady_state() -> None:
 
 def episode(store, seed: int) -> tuple[ScriptedChatModel, object]:
     sc = tiny_scenario(**SHIFTED)
-    model = ScriptedChatModel(replies=['{"choice": 0, "rationale": "scripted"}'])
+    model = ScriptedChatModel(replies=['{"choice": 1, "rationale": "scripted"}'])
     controller = AgentsController(model, memory=store, thread_id=f"t{seed}")
     run = run_episode(
         sc, generate_workload(sc, seed=seed), (ROUTERS.create("weighted"), controller),
@@ -335,7 +339,7 @@ def test_the_scheduler_sees_recalled_shifts_only_on_a_shift() -> None:
         ("shift", {"shift": "site clifton down", "recalled": [line]}),
         ("calm", {}),
     ):
-        model = ScriptedChatModel(replies=['{"choice": 0, "rationale": "scripted"}'])
+        model = ScriptedChatModel(replies=['{"choice": 1, "rationale": "scripted"}'])
         create_scheduler(model, scenario=sc)({"telemetry": t, "cycle": 1, **extra}, config)
         seen[label] = prompts(model, "Scheduler")
     assert seen["shift"] and seen["calm"], "two routing options differ: the LM is asked"

@@ -118,7 +118,8 @@ def _answer(choice: object) -> str:
 @pytest.mark.parametrize(
     ("reply", "path"),
     [
-        (_answer(0), "lm"),
+        (_answer(1), "lm"),
+        (_answer(0), "repaired"),
         (_answer(7), "repaired"),
         (_answer(-3), "repaired"),
         ("not json at all", "fallback"),
@@ -137,7 +138,7 @@ def test_decision_path_follows_the_answer(reply, path):
 
 def test_an_lm_that_picks_the_first_option_decides_like_the_fallback():
     _, _, off = episode(None, charge=False)
-    model = ScriptedChatModel(replies=[_answer(0)])
+    model = ScriptedChatModel(replies=[_answer(1)])
     _, _, on = episode(model, charge=False)
     assert model.seen
     np.testing.assert_array_equal(off.outcomes.latency_s, on.outcomes.latency_s)
@@ -200,7 +201,7 @@ def test_prompt_text_never_reaches_an_agent_and_changes_nothing():
     assert "text" not in injected.prompt(0).model_dump()
     runs, models = [], []
     for workload in (plain, injected):
-        model = ScriptedChatModel(replies=[_answer(0)])
+        model = ScriptedChatModel(replies=[_answer(1)])
         run = run_episode(
             sc, workload, (ROUTERS.create("weighted"), AgentsController(model)), seed=1,
             charge_decision_time=False,

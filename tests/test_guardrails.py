@@ -102,7 +102,7 @@ def test_bad_planner_answers_become_feasible_plans(choice, loads, priorities, ra
     assert all(0.25 <= p <= 4.0 and math.isfinite(p) for p in prio.values())
     assert set(prio) <= set(SC.model_names)
     assert_feasible(Decision(time_s=TELEMETRY.time_s, actions=plan.actions))
-    if not 0 <= choice < len(PLANS):
+    if not 1 <= choice <= len(PLANS):
         assert fixed.changed
 
 
@@ -123,10 +123,10 @@ def test_a_plan_predicted_clearly_worse_than_the_best_is_not_taken():
         return predicted_at(PLANS[0], mean_s, name)
 
     close = [plan("best", 10.0), plan("hold", 10.0 * (1 + CHOICE_TOLERANCE) - 0.1)]
-    kept = repair_planner_answer(PlannerAnswer(choice=1), close, TELEMETRY, SC, WHATIF)
+    kept = repair_planner_answer(PlannerAnswer(choice=2), close, TELEMETRY, SC, WHATIF)
     assert kept.value[0].name == "hold" and not kept.changed
     far = [plan("best", 10.0), plan("hold", 40.0)]
-    fixed = repair_planner_answer(PlannerAnswer(choice=1), far, TELEMETRY, SC, WHATIF)
+    fixed = repair_planner_answer(PlannerAnswer(choice=2), far, TELEMETRY, SC, WHATIF)
     assert fixed.value[0].name == "best" and fixed.changed
     assert "took the best" in fixed.note
 
@@ -139,10 +139,10 @@ def test_a_routing_predicted_clearly_worse_than_the_best_is_not_taken():
 
     assert ROUTES[0].routing != ROUTES[1].routing
     close = [route(0, 10.0), route(1, 10.0 * (1 + CHOICE_TOLERANCE) - 0.1)]
-    kept = repair_scheduler_answer(SchedulerAnswer(choice=1), close, TELEMETRY, WHATIF)
+    kept = repair_scheduler_answer(SchedulerAnswer(choice=2), close, TELEMETRY, WHATIF)
     assert kept.value == ROUTES[1].routing and not kept.changed
     far = [route(0, 10.0), route(1, 40.0)]
-    fixed = repair_scheduler_answer(SchedulerAnswer(choice=1), far, TELEMETRY, WHATIF)
+    fixed = repair_scheduler_answer(SchedulerAnswer(choice=2), far, TELEMETRY, WHATIF)
     assert fixed.value == ROUTES[0].routing and fixed.changed
     assert "took the best" in fixed.note
 
@@ -197,12 +197,12 @@ def test_the_record_keeps_the_lms_own_pick_when_the_guard_replaces_it():
     """The decision log must show what the LM chose, not only what was used."""
     far = [predicted_at(ROUTES[0], 10.0), predicted_at(ROUTES[1], 40.0)]
     _, record = run_step(
-        agent="scheduler", model=ScriptedChatModel(replies=['{"choice": 1}']), system="s",
+        agent="scheduler", model=ScriptedChatModel(replies=['{"choice": 2}']), system="s",
         user="u", schema=SchedulerAnswer, menu_size=2,
         repair=lambda a: repair_scheduler_answer(a, far, TELEMETRY, WHATIF),
         fallback=lambda: far[0].routing, timeout_s=5,
     )  # fmt: skip
-    assert record.path == "repaired" and record.lm_choice == 1
+    assert record.path == "repaired" and record.lm_choice == 2
     _, none = run_step(
         agent="scheduler", model=None, system="s", user="u", schema=SchedulerAnswer,
         menu_size=2, repair=lambda a: repair_scheduler_answer(a, far, TELEMETRY, WHATIF),

@@ -30,7 +30,7 @@ def planner_prompts(model: ScriptedChatModel) -> list[str]:
 
 
 def run(store=None) -> tuple[ScriptedChatModel, object]:
-    model = ScriptedChatModel(replies=['{"choice": 0, "rationale": "scripted"}'])
+    model = ScriptedChatModel(replies=['{"choice": 1, "rationale": "scripted"}'])
     controller = AgentsController(model, memory=store)
     run = run_episode(
         SC, generate_workload(SC, seed=4), (ROUTERS.create("weighted"), controller), seed=4,
@@ -64,7 +64,7 @@ def test_recalled_experience_reaches_the_planner_only_with_memory(tmp_path):
 
     prompts = {}
     for label, extra in (("on", {"recalled": recalled}), ("off", {})):
-        model = ScriptedChatModel(replies=['{"choice": 0, "rationale": "scripted"}'])
+        model = ScriptedChatModel(replies=['{"choice": 1, "rationale": "scripted"}'])
         create_planner(model, scenario=SC)({**state, **extra}, config)
         prompts[label] = planner_prompts(model)
     assert prompts["on"] and prompts["off"], "the planner had a choice to ask about"

@@ -115,7 +115,7 @@ def test_agents_run_with_sockets_disabled():
     sc = tiny_scenario(placement={"a": ["llm"]}, duration_s=20)
     disable_socket()
     try:
-        model = ScriptedChatModel(replies=['{"choice": 0, "rationale": "offline"}'])
+        model = ScriptedChatModel(replies=['{"choice": 1, "rationale": "offline"}'])
         run = run_episode(
             sc, generate_workload(sc, seed=0), (ROUTERS.create("weighted"), AgentsController(model))
         )
