@@ -491,10 +491,11 @@ def bench_adaptation(
         "the latency is back within 10% of the steady state after its worst epoch; to best = "
         "the same, against the lowest steady state of the shift's variants; post-shift = "
         "prompts arriving in the "
-        f"{settings.window_epochs} epochs after the shift; early = re-plans on a recalled shift.",
+        f"{settings.window_epochs} epochs after the shift; early = re-plans on a recalled shift; "
+        "LM not 1st = planner answers of the LM that picked another plan than the tools' best.",
     )
     for col in ("shift", "llm", "memory", "recovery", "to best", "post-shift mean s", "Jain",
-                "steady s", "refused", "early", "stored"):  # fmt: skip
+                "steady s", "refused", "early", "stored", "LM not 1st"):  # fmt: skip
         t.add_column(col, justify="left" if col in ("shift", "llm", "memory") else "right")
     for v in report.variants:
         t.add_row(
@@ -503,6 +504,7 @@ def bench_adaptation(
             "never" if v.recovery_to_best_epochs is None else str(v.recovery_to_best_epochs),
             _f(v.post_shift_mean_latency_s), _f(v.jain, "{:.3f}"), _f(v.steady_state_s),
             str(v.refused_after_shift), str(v.early_replans), str(v.stored_experiences),
+            f"{v.planner_lm_not_first}/{v.planner_lm_answers}" if v.planner_lm_answers else "-",
         )  # fmt: skip
     console.print(t)
     for key, met in report.targets.items():

@@ -20,6 +20,8 @@ from scripted import ScriptedChatModel
 from edgeagents.adaptation import (
     VariantResult,
     compare_targets,
+    has_transient,
+    planner_lm_picks,
     recovery_epochs,
     score_recovery_to_best,
 )
@@ -235,20 +237,60 @@ def test_recovery_to_the_best_steady_state() -> None:
     assert (off.recovery_to_best_epochs_by_seed, warm.recovery_to_best_epochs_by_seed) == (
         [None], [4],
     )  # fmt: skip
-    met = compare_targets(off, warm)
+    met = compare_targets(off, warm, 2)
+    assert met["off_has_transient"] is True
     assert met["warm_recovery_at_most_half_of_off"] is False
     assert met["warm_recovery_to_best_at_most_half_of_off"] is True
 
 
-def episode(store, seed: int) -> tuple[ScriptedChatModel, object]:
+def test_without_a_transient_recovery_is_not_judged() -> None:
+    """Demand that moves without hurting anyone leaves nothing to recover from: the recovery
+    targets are not judged (None), the latency target still is."""
+    moved = [7.3, 6.9, 5.4, 5.1, 6.1, 5.4, 5.3, 5.4, 4.3, 6.1, 5.3, 5.7, 4.6, 5.3, 5.0, 5.2]
+    assert has_transient(moved, 8) is False, "bristol's demand move: 13% above, noise"
+    surged = [7.1, 6.7, 5.9, 5.2, 6.0, 5.3, 5.3, 5.4, 6.6, 10.0, 11.9, 14.1, 13.3, 14.9]
+    assert has_transient(surged, 8) is True
+    assert has_transient(moved, 0) is None
+    assert has_transient([7.0, 20.0, 30.0], 1) is None, "the cold start alone is no level"
+
+    def row(memory: str, rec: int, mean: float) -> VariantResult:
+        return VariantResult(
+            memory=memory, llm="none", shift="demand-move", seeds=[0], recovery_epochs=rec,
+            recovery_epochs_by_seed=[rec], post_shift_mean_latency_s=mean,
+            post_shift_mean_latency_s_by_seed=[mean], jain=None, steady_state_s=5.4,
+            refused_after_shift=0, early_replans=0, stored_experiences=0, planner_paths={},
+            epoch_mean_latency_s=moved, epoch_mean_latency_s_by_seed=[moved],
+            epoch_mean_bound_s=[], wall_s=0.0, recovery_to_best_epochs=rec,
+        )  # fmt: skip
+
+    met = compare_targets(row("off", 2, 5.32), row("warm", 2, 5.30), 8)
+    assert met == {
+        "off_has_transient": False,
+        "warm_recovery_at_most_half_of_off": None,
+        "warm_post_shift_latency_lower": True,
+        "warm_recovery_to_best_at_most_half_of_off": None,
+    }
+
+
+def episode(store, seed: int, choice: int = 1) -> tuple[ScriptedChatModel, object]:
     sc = tiny_scenario(**SHIFTED)
-    model = ScriptedChatModel(replies=['{"choice": 1, "rationale": "scripted"}'])
+    model = ScriptedChatModel(replies=[f'{{"choice": {choice}, "rationale": "scripted"}}'])
     controller = AgentsController(model, memory=store, thread_id=f"t{seed}")
     run = run_episode(
         sc, generate_workload(sc, seed=seed), (ROUTERS.create("weighted"), controller),
         seed=seed, charge_decision_time=False,
     )  # fmt: skip
     return model, run
+
+
+def test_the_lms_own_plan_picks_are_counted() -> None:
+    """The benchmark says how often the LM picked another plan than the tools' best."""
+    _, first = episode(None, 0)
+    answers, not_first = planner_lm_picks(first.decisions)
+    assert answers > 0 and not_first == 0
+    _, second = episode(None, 0, choice=2)
+    answers, not_first = planner_lm_picks(second.decisions)
+    assert answers > 0 and not_first == answers
 
 
 def early_plans(run) -> int:
