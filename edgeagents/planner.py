@@ -56,7 +56,9 @@ class PlannerAnswer(Choice):
         default_factory=list, max_length=2, description="Replicas to load besides the plan."
     )
     priorities: list[ModelPriority] = Field(
-        default_factory=list, max_length=4, description="Fairness priorities to change."
+        default_factory=list,
+        max_length=4,
+        description="Fairness priorities to change; the others keep the tools' priorities.",
     )
 
 
@@ -122,7 +124,7 @@ def create_planner(
             schema=PlannerAnswer, menu_size=len(menu), repair=repair, fallback=fallback,
             timeout_s=timeout_s, lm_call=lm_call,
         )  # fmt: skip
-        plan = build_plan(chosen, priorities or fairness_priorities(facts), telemetry, sc, epoch)
+        plan = build_plan(chosen, fairness_priorities(facts, priorities), telemetry, sc, epoch)
         pending: dict[str, list[DeploymentAction]] = {s.name: [] for s in sc.sites}
         for a in plan.actions:
             pending[a.site].append(a)
@@ -219,13 +221,15 @@ def repair_planner_answer(
     return Repaired(value=(chosen, priorities), changed=bool(notes), note="; ".join(notes))
 
 
-def fairness_priorities(facts: list[ModelFact]) -> dict[str, float]:
-    """Priority of each model: its slowdown over the mean slowdown (slowed models first)."""
+def fairness_priorities(
+    facts: list[ModelFact], changed: dict[str, float] | None = None
+) -> dict[str, float]:
+    """Priority of each model: its slowdown over the mean slowdown (slowed models first), with
+    the LM's `changed` priorities over it (a model the LM did not name keeps its own)."""
     slow = {f.model: f.slowdown for f in facts if f.slowdown}
-    if not slow:
-        return {}
-    mean = sum(slow.values()) / len(slow)
-    return {m: min(max(s / mean, PRIORITY_RANGE[0]), PRIORITY_RANGE[1]) for m, s in slow.items()}
+    mean = sum(slow.values()) / len(slow) if slow else 1.0
+    own = {m: min(max(s / mean, PRIORITY_RANGE[0]), PRIORITY_RANGE[1]) for m, s in slow.items()}
+    return {**own, **(changed or {})}
 
 
 def build_plan(

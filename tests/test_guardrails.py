@@ -23,12 +23,14 @@ from edgeagents.planner import (
     ModelPriority,
     PlannerAnswer,
     SiteModel,
+    fairness_priorities,
     repair_planner_answer,
 )
 from edgeagents.policies import ROUTERS
 from edgeagents.scheduler import RouteOverride, SchedulerAnswer, repair_scheduler_answer
 from edgeagents.state import Decision
 from edgeagents.tools import (
+    ModelFact,
     PlanCandidate,
     RoutingCandidate,
     deployer_menu,
@@ -234,3 +236,22 @@ def test_an_lm_that_raises_falls_back():
     )  # fmt: skip
     assert value == "first" and record.path == "fallback"
     assert "unreachable" in record.rationale
+
+
+def test_the_lms_priorities_change_only_the_models_it_names():
+    """The planner's schema asks for priorities "to change": a model the LM leaves out keeps
+    the tools' priority instead of falling back to neutral."""
+
+    def fact(model: str, slowdown: float) -> ModelFact:
+        return ModelFact(
+            model=model, demand_per_s=1.0, replicas=1, queue_len=0, mean_latency_s=slowdown,
+            reference_s=1.0, slowdown=slowdown,
+        )  # fmt: skip
+
+    facts = [fact("llm", 3.0), fact("vlm", 1.0), fact("asr", 2.0)]
+    own = fairness_priorities(facts)
+    assert own == pytest.approx({"llm": 1.5, "vlm": 0.5, "asr": 1.0})
+    assert fairness_priorities(facts, {"vlm": 4.0}) == pytest.approx(
+        {"llm": 1.5, "vlm": 4.0, "asr": 1.0}
+    )
+    assert fairness_priorities([], {"vlm": 2.0}) == {"vlm": 2.0}
