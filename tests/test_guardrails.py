@@ -24,10 +24,16 @@ from edgeagents.planner import (
     PlannerAnswer,
     SiteModel,
     fairness_priorities,
+    render_planner_prompt,
     repair_planner_answer,
 )
 from edgeagents.policies import ROUTERS
-from edgeagents.scheduler import RouteOverride, SchedulerAnswer, repair_scheduler_answer
+from edgeagents.scheduler import (
+    RouteOverride,
+    SchedulerAnswer,
+    render_scheduler_prompt,
+    repair_scheduler_answer,
+)
 from edgeagents.state import Decision
 from edgeagents.tools import (
     ModelFact,
@@ -255,3 +261,17 @@ def test_the_lms_priorities_change_only_the_models_it_names():
         {"llm": 1.5, "vlm": 4.0, "asr": 1.0}
     )
     assert fairness_priorities([], {"vlm": 2.0}) == {"vlm": 2.0}
+
+
+def test_menus_are_numbered_from_one_and_answer_one_is_the_best():
+    """A small LM answers the first number it sees: that must be the tools' best option."""
+    planner = render_planner_prompt([], PLANS, {}).splitlines()
+    shown = planner[planner.index("Plans: predicted mean s, Jain, moves") + 1 :]
+    assert [line.split()[0] for line in shown] == [str(k + 1) for k in range(len(PLANS))]
+    routes = render_scheduler_prompt([], ROUTES).splitlines()
+    assert routes[routes.index("Options: predicted mean s, Jain") + 1].startswith("1 ")
+    best = min(PLANS, key=lambda c: c.prediction.score())
+    first = repair_planner_answer(PlannerAnswer(choice=1), PLANS, TELEMETRY, SC, WHATIF)
+    assert first.value[0] == best and not first.changed
+    zero = repair_planner_answer(PlannerAnswer(choice=0), PLANS, TELEMETRY, SC, WHATIF)
+    assert zero.value[0] == PLANS[0] and "out of range" in zero.note
