@@ -233,6 +233,34 @@ def planner_lm_picks(decisions: Sequence[Decision]) -> tuple[int, int]:
     return len(picks), sum(k != FIRST_OPTION for k in picks)
 
 
+class FinishedEpisode(BaseModel):
+    """A finished episode kept in a work folder, with the job it answers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job: dict
+    curve: EpisodeCurve
+
+
+def _job_key(job: EpisodeJob) -> dict:
+    """What makes two jobs the same episode (where its decisions are logged does not)."""
+    return job.model_dump(mode="json", exclude={"decision_log"})
+
+
+def _done_path(done_dir: Path, job: EpisodeJob) -> Path:
+    llm = job.llm.replace(":", "_").replace("/", "_")
+    return done_dir / f"{job.shift}-{llm}-{job.memory}-seed{job.seed}.json"
+
+
+def _write_done(done_dir: Path, job: EpisodeJob, curve: EpisodeCurve) -> None:
+    """Written whole or not at all: a run killed mid-write leaves no half episode behind."""
+    done_dir.mkdir(parents=True, exist_ok=True)
+    path = _done_path(done_dir, job)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(FinishedEpisode(job=_job_key(job), curve=curve).model_dump_json())
+    tmp.replace(path)
+
+
 def run_in_new_process(job: EpisodeJob) -> EpisodeCurve:
     """Run one episode in a new Python process (`python -m edgeagents.adaptation JOB OUT`),
     so a store is really reopened from disk."""
@@ -445,7 +473,12 @@ def run_adaptation(
     """Per shift and LM: a warm-up episode (memory on, another seed) fills a store; then, on
     each of `seeds` evaluation seeds, off, cold (a fresh store) and warm (a copy of the
     warm-up's store) run, each episode in a new process, `jobs` at a time. With `log_dir`,
-    each episode's agent decisions go to `<shift>-<llm>-<memory>-seed<N>.decisions.jsonl`."""
+    each episode's agent decisions go to `<shift>-<llm>-<memory>-seed<N>.decisions.jsonl`.
+
+    With a `workdir` the stores stay there, and so does each finished episode's curve: a run
+    interrupted after an hour resumes, taking the episodes already done from the folder when
+    their job (scenario, settings, LM, seed, store) is the same. An episode whose warm-up ran
+    again runs again too. Use a new folder after changing code."""
     from concurrent.futures import ThreadPoolExecutor
 
     settings = settings or AdaptationSettings()
@@ -467,10 +500,29 @@ def run_adaptation(
             store=str(store) if store else None, settings=settings, decision_log=log,
         )  # fmt: skip
 
+    done_dir = None if own_dir else root / "episodes"
+    rerun: set[tuple[str, str]] = set()
+
+    def done(j: EpisodeJob) -> EpisodeCurve | None:
+        if done_dir is None or (j.memory == "warm" and (j.shift, j.llm) in rerun):
+            return None
+        try:
+            saved = FinishedEpisode.model_validate_json(_done_path(done_dir, j).read_text())
+        except (OSError, ValueError):
+            return None
+        return saved.curve if saved.job == _job_key(j) else None
+
     def execute(j: EpisodeJob) -> EpisodeCurve:
+        earlier = done(j)
         if on_episode is not None:
-            on_episode(f"{j.shift} / llm {j.llm} / memory {j.memory} / seed {j.seed}")
-        return runner(j)
+            what = f"{j.shift} / llm {j.llm} / memory {j.memory} / seed {j.seed}"
+            on_episode(what + (" (done earlier)" if earlier is not None else ""))
+        if earlier is not None:
+            return earlier
+        curve = runner(j)
+        if done_dir is not None:
+            _write_done(done_dir, j, curve)
+        return curve
 
     curves: dict[tuple[str, str, str, int], EpisodeCurve] = {}
     try:
@@ -478,24 +530,30 @@ def run_adaptation(
             warmups = []
             for shift, llm in pairs:
                 store = root / f"{tag(shift, llm)}-warm-up"
-                shutil.rmtree(store, ignore_errors=True)
                 seed = settings.seed + WARMUP_SEED_OFFSET
-                warmups.append(pool.submit(execute, job(shift, llm, "warm-up", seed, store)))
+                warm_up = job(shift, llm, "warm-up", seed, store)
+                if done(warm_up) is None:
+                    shutil.rmtree(store, ignore_errors=True)
+                    rerun.add((shift, llm))
+                warmups.append(pool.submit(execute, warm_up))
             for f in warmups:
                 f.result()
             todo = {}
             for shift, llm in pairs:
                 warm_up = root / f"{tag(shift, llm)}-warm-up"
                 for seed in eval_seeds:
-                    cold = root / f"{tag(shift, llm)}-cold-{seed}"
-                    warm = root / f"{tag(shift, llm)}-warm-{seed}"
-                    for d in (cold, warm):
-                        shutil.rmtree(d, ignore_errors=True)
-                    shutil.copytree(warm_up, warm)
-                    for mode, store in (("off", None), ("cold", cold), ("warm", warm)):
-                        todo[(shift, llm, mode, seed)] = pool.submit(
-                            execute, job(shift, llm, mode, seed, store)
-                        )
+                    stores = {
+                        "off": None,
+                        "cold": root / f"{tag(shift, llm)}-cold-{seed}",
+                        "warm": root / f"{tag(shift, llm)}-warm-{seed}",
+                    }
+                    for mode, store in stores.items():
+                        j = job(shift, llm, mode, seed, store)
+                        if store is not None and done(j) is None:
+                            shutil.rmtree(store, ignore_errors=True)
+                            if mode == "warm":
+                                shutil.copytree(warm_up, store)
+                        todo[(shift, llm, mode, seed)] = pool.submit(execute, j)
             curves = {key: f.result() for key, f in todo.items()}
     finally:
         if own_dir:

@@ -85,6 +85,18 @@ def _policies(text: str | None) -> list[str]:
         fail(str(e.args[0]))
 
 
+def _make_folder(path: Path | None, what: str) -> None:
+    """Create the folder an option names, or fail in one line."""
+    if path is None:
+        return
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        fail(f"{what} {path}: cannot create the folder ({e.strerror or e})")
+    if not os.access(path, os.W_OK):
+        fail(f"{what} {path}: the folder is not writable")
+
+
 def _check_plots(plots: Path | None) -> None:
     if plots is not None and plots.exists() and not plots.is_dir():
         fail(f"--plots {plots}: exists and is not a directory")
@@ -427,6 +439,14 @@ def bench_adaptation(
         Path | None,
         typer.Option(help="Write each episode's agent decisions (JSON lines) into this folder."),
     ] = None,
+    workdir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Keep the stores and every finished episode here; run again with the same "
+            "folder to resume an interrupted run (episodes done with the same settings are "
+            "not run again). Default: a temporary folder, removed at the end."
+        ),
+    ] = None,
 ) -> None:
     """Recovery after a shift with the experience memory off, cold and warm (after a
     warm-up episode, reopened by a new process); each episode in its own process."""
@@ -441,13 +461,8 @@ def bench_adaptation(
         fail(f"--shift-at {shift_at:g}: leave at least two epochs after it (duration {duration:g})")
     _check_writable(json_path, "--json")
     _check_plots(plots)
-    if log is not None:
-        try:
-            log.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            fail(f"--log {log}: cannot create the folder ({e.strerror or e})")
-        if not os.access(log, os.W_OK):
-            fail(f"--log {log}: the folder is not writable")
+    _make_folder(log, "--log")
+    _make_folder(workdir, "--workdir")
     llms = [llm] + (["none"] if reference and llm != "none" else [])
     try:
         from edgeagents.llm import LMConfigError, check_reachable
@@ -479,7 +494,7 @@ def bench_adaptation(
         try:
             report = run_adaptation(
                 sc, shifts=chosen, llms=llms, settings=settings, seeds=seeds, jobs=jobs,
-                log_dir=log, on_episode=started,
+                log_dir=log, on_episode=started, workdir=workdir,
             )  # fmt: skip
         except RuntimeError as e:
             fail(str(e))

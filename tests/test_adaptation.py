@@ -368,6 +368,54 @@ def test_bench_adaptation_cli(tmp_path: Path) -> None:
     assert "meteor" in bad.stderr
 
 
+def test_an_interrupted_adaptation_run_resumes_from_its_work_folder(tmp_path: Path) -> None:
+    """Episodes finished before an interruption are taken from the work folder; the one that
+    failed runs again, and a warm-up that runs again makes its warm episodes run again."""
+    from edgeagents.adaptation import AdaptationSettings, EpisodeCurve, EpisodeJob, run_adaptation
+
+    settings = AdaptationSettings(duration_s=90, shift_at_s=45, planning_epoch_s=15)
+    ran: list[str] = []
+
+    def runner(fail_on: str | None = None):
+        def run(j: EpisodeJob) -> EpisodeCurve:
+            if j.memory == fail_on:
+                raise RuntimeError(f"episode {j.memory}: interrupted")
+            ran.append(j.memory)
+            if j.store:
+                Path(j.store).mkdir(parents=True, exist_ok=True)
+            return EpisodeCurve(
+                epoch_mean_latency_s=[5.0, 5.0, 5.0, 9.0, 6.0, 5.0], latency_s=[5.0, 6.0],
+                model_index=[0, 0], arrival_s=[10.0, 50.0], references_s={"llm": 1.0},
+                plans=6, early_plans=0, wall_s=0.0,
+            )  # fmt: skip
+
+        return run
+
+    def adapt(run, **kw):
+        return run_adaptation(
+            tiny_scenario(), shifts=["site-failure"], llms=["none"], settings=settings,
+            workdir=tmp_path / "work", runner=run, **kw,
+        )  # fmt: skip
+
+    with pytest.raises(RuntimeError, match="interrupted"):
+        adapt(runner(fail_on="warm"))
+    assert ran == ["warm-up", "off", "cold"]
+    ran.clear()
+    report = adapt(runner())
+    assert ran == ["warm"], "only the episode that did not finish ran again"
+    assert {v.memory for v in report.variants} == {"off", "cold", "warm"}
+    ran.clear()
+    adapt(runner())
+    assert ran == []
+    warm_up = tmp_path / "work" / "episodes" / "site-failure-none-warm-up-seed1000.json"
+    warm_up.unlink()
+    adapt(runner())
+    assert sorted(ran) == ["warm", "warm-up"], "a new warm-up makes a new warm store"
+    ran.clear()
+    adapt(runner(), seeds=2)
+    assert ran == ["off", "cold", "warm"], "seed 1 is new; seed 0 is done"
+
+
 def test_the_scheduler_sees_recalled_shifts_only_on_a_shift() -> None:
     from edgeagents.scenario import load_scenario
     from edgeagents.scheduler import create_scheduler
