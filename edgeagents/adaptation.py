@@ -276,7 +276,13 @@ def run_in_new_process(job: EpisodeJob) -> EpisodeCurve:
             lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
             why = lines[-1] if lines else f"exit code {proc.returncode}"
             raise RuntimeError(f"episode {job.shift}/{job.memory}/{job.llm}: {why}")
-        return EpisodeCurve.model_validate_json(out_path.read_text())
+        try:
+            return EpisodeCurve.model_validate_json(out_path.read_text())
+        except ValueError as e:
+            raise RuntimeError(
+                f"episode {job.shift}/{job.memory}/{job.llm}: its result does not fit this "
+                f"version of edgeagents (was the code changed during the run?): {e}"[:300]
+            ) from None
 
 
 class VariantResult(BaseModel):
