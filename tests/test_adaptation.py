@@ -103,7 +103,11 @@ def test_a_shift_persists_only_while_it_is_still_seen() -> None:
     lingering = steady.model_copy(
         update={"rates_per_s": {m: r / 1.3 for m, r in steady.rates_per_s.items()}}
     )
-    assert not shift_persists("surge llm", t, lingering), "1.3x: below the detection ratio"
+    assert shift_persists("surge llm", t, lingering), "1.3x: a real surge, detected late"
+    fading = steady.model_copy(
+        update={"rates_per_s": {m: r / 1.1 for m, r in steady.rates_per_s.items()}}
+    )
+    assert not shift_persists("surge llm", t, fading), "1.1x: a burst that is ending"
     assert not shift_persists("surge llm", t, None)
     elsewhere = steady.model_copy(update={"cell_weights": {"gone": 1.0}})
     assert shift_persists("demand moved to a", t, elsewhere)
