@@ -247,9 +247,13 @@ def _job_key(job: EpisodeJob) -> dict:
     return job.model_dump(mode="json", exclude={"decision_log"})
 
 
+def _tag(shift: str, llm: str) -> str:
+    """A (shift, LM) as a file-name part."""
+    return f"{shift}-{llm.replace(':', '_').replace('/', '_')}"
+
+
 def _done_path(done_dir: Path, job: EpisodeJob) -> Path:
-    llm = job.llm.replace(":", "_").replace("/", "_")
-    return done_dir / f"{job.shift}-{llm}-{job.memory}-seed{job.seed}.json"
+    return done_dir / f"{_tag(job.shift, job.llm)}-{job.memory}-seed{job.seed}.json"
 
 
 def _write_done(done_dir: Path, job: EpisodeJob, curve: EpisodeCurve) -> None:
@@ -494,13 +498,10 @@ def run_adaptation(
     pairs = [(shift, llm) for shift in shifts for llm in llms]
     scenarios = {shift: shift_scenario(base, shift, settings) for shift in shifts}
 
-    def tag(shift: str, llm: str) -> str:
-        return f"{shift}-{llm.replace(':', '_').replace('/', '_')}"
-
     def job(shift: str, llm: str, mode: str, seed: int, store: Path | None) -> EpisodeJob:
         log = None
         if log_dir is not None:
-            log = str(log_dir / f"{tag(shift, llm)}-{mode}-seed{seed}.decisions.jsonl")
+            log = str(log_dir / f"{_tag(shift, llm)}-{mode}-seed{seed}.decisions.jsonl")
         return EpisodeJob(
             scenario=scenarios[shift], shift=shift, memory=mode, llm=llm, seed=seed,
             store=str(store) if store else None, settings=settings, decision_log=log,
@@ -518,8 +519,7 @@ def run_adaptation(
             return None
         return saved.curve if saved.job == _job_key(j) else None
 
-    def execute(j: EpisodeJob) -> EpisodeCurve:
-        earlier = done(j)
+    def execute(j: EpisodeJob, earlier: EpisodeCurve | None) -> EpisodeCurve:
         if on_episode is not None:
             what = f"{j.shift} / llm {j.llm} / memory {j.memory} / seed {j.seed}"
             on_episode(what + (" (done earlier)" if earlier is not None else ""))
@@ -535,37 +535,40 @@ def run_adaptation(
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             warmups = []
             for shift, llm in pairs:
-                store = root / f"{tag(shift, llm)}-warm-up"
+                store = root / f"{_tag(shift, llm)}-warm-up"
                 seed = settings.seed + WARMUP_SEED_OFFSET
                 warm_up = job(shift, llm, "warm-up", seed, store)
-                if done(warm_up) is None:
+                earlier = done(warm_up)
+                if earlier is None:
                     shutil.rmtree(store, ignore_errors=True)
                     rerun.add((shift, llm))
-                warmups.append(pool.submit(execute, warm_up))
+                warmups.append(pool.submit(execute, warm_up, earlier))
             for f in warmups:
                 f.result()
             todo = {}
             for shift, llm in pairs:
-                warm_up = root / f"{tag(shift, llm)}-warm-up"
+                warm_up = root / f"{_tag(shift, llm)}-warm-up"
                 for seed in eval_seeds:
                     stores = {
                         "off": None,
-                        "cold": root / f"{tag(shift, llm)}-cold-{seed}",
-                        "warm": root / f"{tag(shift, llm)}-warm-{seed}",
+                        "cold": root / f"{_tag(shift, llm)}-cold-{seed}",
+                        "warm": root / f"{_tag(shift, llm)}-warm-{seed}",
                     }
                     for mode, store in stores.items():
                         j = job(shift, llm, mode, seed, store)
-                        if store is not None and done(j) is None:
+                        earlier = done(j)
+                        if store is not None and earlier is None:
                             shutil.rmtree(store, ignore_errors=True)
                             if mode == "warm":
                                 shutil.copytree(warm_up, store)
-                        todo[(shift, llm, mode, seed)] = pool.submit(execute, j)
+                        todo[(shift, llm, mode, seed)] = pool.submit(execute, j, earlier)
             curves = {key: f.result() for key, f in todo.items()}
     finally:
         if own_dir:
             shutil.rmtree(root, ignore_errors=True)
     variants: list[VariantResult] = []
     targets: dict[str, dict[str, bool | None]] = {}
+    shift_epoch = int(settings.shift_at_s // settings.planning_epoch_s)
     for shift, llm in pairs:
         rows: dict[str, VariantResult] = {}
         for mode in ("off", "cold", "warm"):
@@ -573,13 +576,9 @@ def run_adaptation(
                 [curves[(shift, llm, mode, s)] for s in eval_seeds], seeds=eval_seeds,
                 memory=mode, llm=llm, shift=shift, scenario=scenarios[shift], settings=settings,
             )  # fmt: skip  # type: ignore[arg-type]
-        score_recovery_to_best(
-            list(rows.values()), int(settings.shift_at_s // settings.planning_epoch_s)
-        )
+        score_recovery_to_best(list(rows.values()), shift_epoch)
         variants += rows.values()
-        targets[f"{shift}/{llm}"] = compare_targets(
-            rows["off"], rows["warm"], int(settings.shift_at_s // settings.planning_epoch_s)
-        )
+        targets[f"{shift}/{llm}"] = compare_targets(rows["off"], rows["warm"], shift_epoch)
     return AdaptationReport(
         scenario=base.name,
         settings=settings,
