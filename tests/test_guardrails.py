@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scripted import ScriptedChatModel
 
-from edgeagents.agent import CHOICE_TOLERANCE, run_step
+from edgeagents.agent import CHOICE_TOLERANCE, RATIONALE_CHARS, run_step
 from edgeagents.city import SimulatedCity
 from edgeagents.deployer import DeployerAnswer, ModelBatch, repair_deployer_answer
 from edgeagents.planner import (
@@ -75,7 +75,7 @@ numbers = st.one_of(
     st.integers(min_value=-(10**9), max_value=10**9).map(float),
 )
 choices = st.integers(min_value=-(10**6), max_value=10**6)
-rationales = st.text(max_size=100)
+rationales = st.text(max_size=RATIONALE_CHARS)
 EXAMPLES = 400
 
 
