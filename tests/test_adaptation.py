@@ -439,3 +439,41 @@ def test_the_scheduler_sees_recalled_shifts_only_on_a_shift() -> None:
     assert seen["shift"] and seen["calm"], "two routing options differ: the LM is asked"
     assert MARK in seen["shift"][0] and line in seen["shift"][0]
     assert MARK not in seen["calm"][0]
+
+
+def test_parallel_episodes_share_the_cores_among_their_local_lms(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With --jobs 2 every episode process gets half the cores for llama.cpp (its threads spin,
+    so two processes with a thread per core each slow each other down); an explicit
+    EDGEAGENTS_LM_THREADS wins; one job keeps the default."""
+    import subprocess as sp
+
+    import edgeagents.adaptation as adaptation
+    from edgeagents.adaptation import AdaptationSettings, run_adaptation
+    from edgeagents.llm import LM_THREADS_ENV
+
+    monkeypatch.setattr(adaptation.os, "cpu_count", lambda: 8)
+    monkeypatch.delenv(LM_THREADS_ENV, raising=False)
+    seen: list[str | None] = []
+
+    def fake_run(cmd, **kw):  # what the episode process would be started with
+        env = kw.get("env")
+        seen.append(None if env is None else env.get(LM_THREADS_ENV))
+        raise RuntimeError("episode not started")
+
+    monkeypatch.setattr(sp, "run", fake_run)
+    settings = AdaptationSettings(duration_s=90, shift_at_s=45, planning_epoch_s=15)
+
+    def adapt(jobs: int) -> None:
+        with pytest.raises(RuntimeError, match="not started"):
+            run_adaptation(
+                tiny_scenario(), shifts=["site-failure"], llms=["none"], settings=settings,
+                jobs=jobs, workdir=tmp_path / f"w{jobs}-{len(seen)}",
+            )  # fmt: skip
+
+    adapt(2)
+    adapt(1)
+    monkeypatch.setenv(LM_THREADS_ENV, "3")
+    adapt(2)
+    assert seen == ["4", None, None]

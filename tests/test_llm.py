@@ -268,3 +268,15 @@ def test_openai_compatible_server_if_given(monkeypatch: pytest.MonkeyPatch) -> N
     assert stats.error is None or stats.error.startswith(("invalid output", "output cut")), stats
     assert out is None or isinstance(out, SitePick)
     assert stats.completion_tokens
+
+
+def test_lm_threads_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgeagents.llm import LM_THREADS_ENV, LMConfig, LMConfigError
+
+    monkeypatch.setenv(LM_THREADS_ENV, "1")
+    assert LMConfig().n_threads == 1
+    assert LMConfig(n_threads=3).n_threads == 3, "an explicit value wins"
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv(LM_THREADS_ENV, bad)
+        with pytest.raises(LMConfigError, match=LM_THREADS_ENV):
+            LMConfig()
