@@ -227,7 +227,7 @@ def test_a_hanging_lm_times_out_to_the_fallback():
         WHATIF), fallback=lambda: ROUTES[0].routing, timeout_s=0.3,
     )  # fmt: skip
     assert record.path == "fallback" and "timeout" in record.rationale
-    assert record.wall_s < 1.0
+    assert record.wall_s < 2.5, "cut at its 0.3-s limit, not after the LM's 3 s"
     assert value == ROUTES[0].routing
 
 

@@ -176,8 +176,8 @@ def test_timeout_returns_none_at_deadline() -> None:
     elapsed = time.perf_counter() - t0
     assert out is None
     assert stats.error == "timeout"
-    assert 0.5 <= elapsed < 1.5
-    assert stats.wall_s == pytest.approx(elapsed, abs=0.05)
+    assert 0.5 <= elapsed < 2.5, "returns at its deadline, not when the model answers (3 s)"
+    assert stats.wall_s == pytest.approx(elapsed, abs=0.25)
 
 
 def test_scripted_json_in_prose_parses_and_bad_output_does_not_raise() -> None:
@@ -241,7 +241,7 @@ def test_local_smollm2_structured_call() -> None:
     t0 = time.perf_counter()
     out, stats = structured_call(long, SitePick, PROMPT, timeout_s=0.3)
     assert out is None and stats.error == "timeout"
-    assert time.perf_counter() - t0 < 0.6
+    assert time.perf_counter() - t0 < 3, "2,000 tokens take 20 s; a loaded machine may lag"
     lock = _lock_of(a.client)
     assert lock.acquire(timeout=2), "the cut call still holds the model"
     lock.release()
