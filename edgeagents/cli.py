@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
@@ -484,12 +485,15 @@ def bench_adaptation(
     with _progress("episodes") as progress:
         task = progress.add_task("adaptation", total=total)
         begun: list[str] = []
+        t0 = time.monotonic()
 
         def started(what: str) -> None:
             progress.update(task, description=what, completed=len(begun))
             begun.append(what)
             if not err.is_terminal:
-                err.print(f"episode {len(begun)}/{total}: {what}", highlight=False)
+                m = int(time.monotonic() - t0) // 60
+                line = f"episode {len(begun)}/{total} ({m // 60}:{m % 60:02d} h:min in): {what}"
+                err.print(line, highlight=False)
 
         try:
             report = run_adaptation(

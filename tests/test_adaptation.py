@@ -342,6 +342,8 @@ def test_bench_adaptation_cli(tmp_path: Path) -> None:
            str(tmp_path / "plots"), "--log", str(tmp_path / "logs")]  # fmt: skip
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert r.returncode == 0, r.stderr
+    progress = [ln for ln in r.stderr.splitlines() if ln.startswith("episode ")]
+    assert len(progress) == 4 and progress[0].startswith("episode 1/4 (0:00 h:min in): ")
     report = json.loads(out.read_text())
     rows = {v["memory"]: v for v in report["variants"]}
     assert set(rows) == {"off", "cold", "warm"}
