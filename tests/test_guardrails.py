@@ -275,3 +275,14 @@ def test_menus_are_numbered_from_one_and_answer_one_is_the_best():
     assert first.value[0] == best and not first.changed
     zero = repair_planner_answer(PlannerAnswer(choice=0), PLANS, TELEMETRY, SC, WHATIF)
     assert zero.value[0] == PLANS[0] and "out of range" in zero.note
+
+
+def test_a_repeated_bad_priority_is_noted_once_with_its_count():
+    """SmolLM2 often names one made-up model in every item; the record says so once, counted."""
+    bad = [ModelPriority(model="slowdown", priority=2.0)] * 3
+    fixed = repair_planner_answer(
+        PlannerAnswer(choice=1, priorities=[*bad, ModelPriority(model="x y", priority=1.0)]),
+        PLANS, TELEMETRY, SC, WHATIF,
+    )  # fmt: skip
+    assert fixed.changed and fixed.value[1] == {}
+    assert fixed.note == "priority of 'slowdown' dropped (x3); priority of 'x y' dropped"
