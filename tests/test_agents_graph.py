@@ -12,6 +12,8 @@ from scripted import ScriptedChatModel
 
 from edgeagents.driver import run_episode
 from edgeagents.env import decision_delay_s
+from edgeagents.experiment import UNBOUNDED_WALL_S
+from edgeagents.lmconfig import AGENTS
 from edgeagents.policies import ROUTERS
 from edgeagents.state import merge_by_key
 from edgeagents.workload import generate_workload
@@ -128,8 +130,12 @@ def _answer(choice: object) -> str:
     ],
 )
 def test_decision_path_follows_the_answer(reply, path):
+    """Without wall limits or a wall-time charge, so a loaded machine cannot add timeouts."""
     model = ScriptedChatModel(replies=[reply])
-    _, _, run = episode(model)
+    _, _, run = episode(
+        model, charge=False, lm_timeouts_s=dict.fromkeys(AGENTS, UNBOUNDED_WALL_S),
+        planner_kwargs={"search_budget_s": UNBOUNDED_WALL_S},
+    )  # fmt: skip
     asked = [r for d in run.decisions for r in d.records if r.agent == "scheduler"]
     assert {r.path for r in asked if r.path != "tools"} == {path}
     assert sum(r.path != "tools" for r in asked) >= 3, "the scheduler had real choices"
