@@ -10,6 +10,7 @@ which of these produced the decision.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
@@ -60,6 +61,14 @@ class Repaired(Generic[T]):
     value: T
     changed: bool
     note: str = ""
+
+    @classmethod
+    def from_notes(cls, value: T, notes: list[str]) -> Repaired[T]:
+        """Changed when anything was noted. A note repeated (a small LM names one bad item in
+        every slot) is said once, with its count."""
+        said = Counter(notes)
+        note = "; ".join(n if k == 1 else f"{n} (x{k})" for n, k in said.items())
+        return cls(value=value, changed=bool(notes), note=note)
 
 
 LMCall = Callable[..., tuple[BaseModel | None, Any]]

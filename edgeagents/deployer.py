@@ -165,4 +165,4 @@ def repair_deployer_answer(
             )
     if extra:
         chosen = ActionSet(name=f"{chosen.name} + batch limits", actions=[*chosen.actions, *extra])
-    return Repaired(value=chosen, changed=bool(notes), note="; ".join(notes))
+    return Repaired.from_notes(chosen, notes)

@@ -141,7 +141,7 @@ class LMConfig(BaseModel):
         default=2048, ge=128, le=262144, description="Context window in tokens (local only)."
     )
     n_threads: int = Field(
-        default_factory=lambda: default_lm_threads(),
+        default_factory=default_lm_threads,
         ge=1,
         description=f"CPU threads llama.cpp decodes with (local only); default: env "
         f"{LM_THREADS_ENV}, else every core.",

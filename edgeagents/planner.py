@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -219,9 +218,7 @@ def repair_planner_answer(
         if clipped != p:
             notes.append(f"priority of {m} clipped")
         priorities[m] = clipped
-    said = Counter(notes)  # a small LM repeats one bad item; the log says it once, counted
-    note = "; ".join(n if k == 1 else f"{n} (x{k})" for n, k in said.items())
-    return Repaired(value=(chosen, priorities), changed=bool(notes), note=note)
+    return Repaired.from_notes((chosen, priorities), notes)
 
 
 def fairness_priorities(

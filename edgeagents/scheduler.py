@@ -168,4 +168,4 @@ def repair_scheduler_answer(
         if pred.score() > chosen.prediction.score() * (1 + HARM_TOLERANCE):
             notes.append(f"weights predicted worse ({pred.mean_latency_s:.2f} s)")
             routing = chosen.routing
-    return Repaired(value=routing, changed=bool(notes), note="; ".join(notes))
+    return Repaired.from_notes(routing, notes)
