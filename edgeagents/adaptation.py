@@ -488,8 +488,9 @@ def run_adaptation(
 ) -> AdaptationReport:
     """Per shift and LM: a warm-up episode (memory on, another seed) fills a store; then, on
     each of `seeds` evaluation seeds, off, cold (a fresh store) and warm (a copy of the
-    warm-up's store) run, each episode in a new process, `jobs` at a time. With `log_dir`,
-    each episode's agent decisions go to `<shift>-<llm>-<memory>-seed<N>.decisions.jsonl`.
+    warm-up's store) run, each episode in a new process, `jobs` at a time; only the warm ones
+    wait for their warm-up. With `log_dir`, each episode's agent decisions go to
+    `<shift>-<llm>-<memory>-seed<N>.decisions.jsonl`.
 
     With a `workdir` the stores stay there, and so does each finished episode's curve: a run
     interrupted after an hour resumes, taking the episodes already done from the folder when
@@ -498,7 +499,7 @@ def run_adaptation(
 
     With `jobs` > 1 each episode's local LM gets its share of the cores (unless env
     `EDGEAGENTS_LM_THREADS` says otherwise), so parallel episodes do not oversubscribe them."""
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 
     from edgeagents.llm import LM_THREADS_ENV
 
@@ -546,10 +547,24 @@ def run_adaptation(
             _write_done(done_dir, j, curve)
         return curve
 
+    def execute_warm(
+        j: EpisodeJob, store: Path, warm_up: Future[EpisodeCurve], source: Path
+    ) -> EpisodeCurve:
+        """A warm episode starts from a copy of its warm-up's store, so it waits for it."""
+        warm_up.result()
+        earlier = done(j)
+        if earlier is None:
+            shutil.rmtree(store, ignore_errors=True)
+            shutil.copytree(source, store)
+        return execute(j, earlier)
+
     curves: dict[tuple[str, str, str, int], EpisodeCurve] = {}
     try:
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            warmups = []
+            # Submitted in this order, a warm episode is taken from the queue only after every
+            # warm-up has started, so its wait cannot hold a worker a warm-up needs; off and
+            # cold episodes, which need no warm-up, fill the other workers meanwhile.
+            warmups: dict[tuple[str, str], Future[EpisodeCurve]] = {}
             for shift, llm in pairs:
                 store = root / f"{_tag(shift, llm)}-warm-up"
                 seed = settings.seed + WARMUP_SEED_OFFSET
@@ -558,26 +573,31 @@ def run_adaptation(
                 if earlier is None:
                     shutil.rmtree(store, ignore_errors=True)
                     rerun.add((shift, llm))
-                warmups.append(pool.submit(execute, warm_up, earlier))
-            for f in warmups:
-                f.result()
-            todo = {}
-            for shift, llm in pairs:
-                warm_up = root / f"{_tag(shift, llm)}-warm-up"
-                for seed in eval_seeds:
-                    stores = {
-                        "off": None,
-                        "cold": root / f"{_tag(shift, llm)}-cold-{seed}",
-                        "warm": root / f"{_tag(shift, llm)}-warm-{seed}",
-                    }
-                    for mode, store in stores.items():
+                warmups[(shift, llm)] = pool.submit(execute, warm_up, earlier)
+            todo: dict[tuple[str, str, str, int], Future[EpisodeCurve]] = {}
+            for mode in ("off", "cold", "warm"):
+                for shift, llm in pairs:
+                    for seed in eval_seeds:
+                        tag = _tag(shift, llm)
+                        store = None if mode == "off" else root / f"{tag}-{mode}-{seed}"
                         j = job(shift, llm, mode, seed, store)
+                        if store is not None and mode == "warm":
+                            source = root / f"{tag}-warm-up"
+                            todo[(shift, llm, mode, seed)] = pool.submit(
+                                execute_warm, j, store, warmups[(shift, llm)], source
+                            )
+                            continue
                         earlier = done(j)
                         if store is not None and earlier is None:
                             shutil.rmtree(store, ignore_errors=True)
-                            if mode == "warm":
-                                shutil.copytree(warm_up, store)
                         todo[(shift, llm, mode, seed)] = pool.submit(execute, j, earlier)
+            everything = [*warmups.values(), *todo.values()]
+            finished, _ = wait(everything, return_when=FIRST_EXCEPTION)
+            failed = next((f.exception() for f in finished if f.exception()), None)
+            if failed is not None:
+                for f in everything:
+                    f.cancel()
+                raise failed
             curves = {key: f.result() for key, f in todo.items()}
     finally:
         if own_dir:

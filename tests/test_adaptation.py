@@ -422,6 +422,56 @@ def test_an_interrupted_adaptation_run_resumes_from_its_work_folder(tmp_path: Pa
     assert ran == ["off", "cold", "warm"], "seed 1 is new; seed 0 is done"
 
 
+def test_parallel_episodes_need_not_wait_for_the_warm_up(tmp_path: Path) -> None:
+    """With --jobs 2 the off and cold episodes run beside the warm-up; the warm episode starts
+    only once the warm-up has finished, from a copy of its store; a failed warm-up fails the run
+    with its own error, and its warm episode never runs."""
+    import threading
+
+    from edgeagents.adaptation import AdaptationSettings, EpisodeCurve, EpisodeJob, run_adaptation
+
+    settings = AdaptationSettings(duration_s=90, shift_at_s=45, planning_epoch_s=15)
+    off_started = threading.Event()
+    warm_up_over = threading.Event()
+    ran: list[str] = []
+
+    def run(j: EpisodeJob, fail_warm_up: bool = False) -> EpisodeCurve:
+        ran.append(j.memory)
+        store = Path(j.store or tmp_path / "none")
+        if j.memory == "warm-up":
+            assert off_started.wait(timeout=30), "off did not start beside the warm-up"
+            if fail_warm_up:
+                raise RuntimeError("warm-up: interrupted")
+            store.mkdir(parents=True)
+            (store / "learned").write_text("x")
+            warm_up_over.set()
+        elif j.memory == "off":
+            off_started.set()
+        elif j.memory == "warm":
+            assert warm_up_over.is_set(), "warm started before its warm-up ended"
+            assert (store / "learned").exists(), "warm starts from a copy of the warm-up's store"
+        return EpisodeCurve(
+            epoch_mean_latency_s=[5.0, 5.0, 5.0, 9.0, 6.0, 5.0], latency_s=[5.0, 6.0],
+            model_index=[0, 0], arrival_s=[10.0, 50.0], references_s={"llm": 1.0},
+            plans=6, early_plans=0, wall_s=0.0,
+        )  # fmt: skip
+
+    def adapt(runner, workdir: Path):
+        return run_adaptation(
+            tiny_scenario(), shifts=["site-failure"], llms=["none"], settings=settings,
+            jobs=2, workdir=workdir, runner=runner,
+        )  # fmt: skip
+
+    report = adapt(run, tmp_path / "ok")
+    assert sorted(ran) == ["cold", "off", "warm", "warm-up"]
+    assert {v.memory for v in report.variants} == {"off", "cold", "warm"}
+    ran.clear()
+    off_started.clear()
+    with pytest.raises(RuntimeError, match="warm-up: interrupted"):
+        adapt(lambda j: run(j, fail_warm_up=True), tmp_path / "failed")
+    assert "warm" not in ran
+
+
 def test_the_scheduler_sees_recalled_shifts_only_on_a_shift() -> None:
     from edgeagents.scenario import load_scenario
     from edgeagents.scheduler import create_scheduler
@@ -467,15 +517,16 @@ def test_parallel_episodes_share_the_cores_among_their_local_lms(
     monkeypatch.setattr(sp, "run", fake_run)
     settings = AdaptationSettings(duration_s=90, shift_at_s=45, planning_epoch_s=15)
 
-    def adapt(jobs: int) -> None:
+    def adapt(jobs: int) -> set[str | None]:
+        start = len(seen)
         with pytest.raises(RuntimeError, match="not started"):
             run_adaptation(
                 tiny_scenario(), shifts=["site-failure"], llms=["none"], settings=settings,
                 jobs=jobs, workdir=tmp_path / f"w{jobs}-{len(seen)}",
             )  # fmt: skip
+        return set(seen[start:])
 
-    adapt(2)
-    adapt(1)
+    assert adapt(2) == {"4"}
+    assert adapt(1) == {None}
     monkeypatch.setenv(LM_THREADS_ENV, "3")
-    adapt(2)
-    assert seen == ["4", None, None]
+    assert adapt(2) == {None}
