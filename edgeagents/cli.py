@@ -432,7 +432,7 @@ def bench_adaptation(
     ] = False,
     jobs: Annotated[
         int,
-        typer.Option(min=1, help="Episodes at once (each is a process; LM timings suffer)."),
+        typer.Option(min=1, help="Episodes at once, each a process with cores/N LM threads."),
     ] = 1,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write results here.")] = None,
     plots: Annotated[Path | None, typer.Option(help="Write recovery curves here.")] = None,
