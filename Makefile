@@ -8,7 +8,7 @@ EXTRAS ?= agents,memory,serve,dev
 LLAMA_CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON \
 	-DGGML_BMI2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
-.PHONY: demo test lint bench scaling clean
+.PHONY: demo demo-events test lint bench scaling clean
 
 $(BIN)/.installed-$(EXTRAS): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,12 @@ $(BIN)/.installed-$(EXTRAS): pyproject.toml
 demo: $(BIN)/.installed-$(EXTRAS)
 	mkdir -p results
 	$(BIN)/edgeagents run --json results/run.json --plots results/plots --log results/decisions.jsonl
+	@echo "Operator notices read by the LM: make demo-events (edgeagents run --scenario bristol-events)"
+
+demo-events: $(BIN)/.installed-$(EXTRAS)
+	mkdir -p results
+	$(BIN)/edgeagents run --scenario bristol-events --decision-s 1 --json results/events.json \
+		--log results/events.decisions.jsonl
 
 test: $(BIN)/.installed-$(EXTRAS)
 	$(BIN)/ruff check .

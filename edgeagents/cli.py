@@ -34,6 +34,10 @@ memory_app = typer.Typer(
     help="Inspect and move the experience memory (Chroma).", no_args_is_help=True
 )
 app.add_typer(memory_app, name="memory")
+notices_app = typer.Typer(
+    help="Operator notices: read them as the agents do.", no_args_is_help=True
+)
+app.add_typer(notices_app, name="notices")
 
 console = Console(width=None if sys.stdout.isatty() else 150)
 err = Console(stderr=True)
@@ -282,6 +286,13 @@ def run(
     memory_path: Annotated[
         str, typer.Option(help="Experience store directory (env EDGEAGENTS_MEMORY_DIR).")
     ] = MEMORY_DEFAULT,
+    notices: Annotated[
+        Path | None,
+        typer.Option(
+            help="Operator notices, JSON lines ({text, publish_s, author}), delivered to the "
+            "agents at their publish times, beside the scenario's own."
+        ),
+    ] = None,
 ) -> None:
     """Run the LLM agents on the city beside the baselines, on the same workload and seed."""
     from edgeagents.llm import LMConfigError, check_reachable
@@ -290,6 +301,8 @@ def run(
     if decision_s is not None and not charge_decision_time:
         fail("--decision-s and --no-charge-decision-time: give one of them")
     sc = _scenario(scenario)
+    if notices is not None:
+        sc = sc.model_copy(update={"notices": [*sc.notices, *_notices_file(notices)]})
     names = _policies(baselines)
     if log is None and json_path is not None:
         log = json_path.with_name(f"{json_path.stem}.decisions.jsonl")
@@ -331,6 +344,7 @@ def run(
             on_progress=lambda n, t: progress.update(tasks[n], completed=t), memory=store,
         )  # fmt: skip
     print_table(report)
+    print_windows(report)
     print_costs(report)
     if store is not None:
         console.print(f"experience memory: {store.count()} stored in {store.path}", highlight=False)
@@ -345,6 +359,30 @@ def run(
 
         for p in write_plots(report, runs, plots):
             console.print(f"wrote {p}")
+
+
+def _notices_file(path: Path) -> list:
+    from edgeagents.notices import NoticeError, load_notices
+
+    try:
+        return load_notices(str(path))
+    except NoticeError as e:
+        fail(str(e))
+
+
+def print_windows(report) -> None:
+    """Mean latency of the prompts that arrived inside the announced event windows."""
+    if not report.in_windows:
+        return
+    spans = ", ".join(f"{a:g}-{b:g} s" for a, b in report.event_windows)
+    t = Table(title=f"Inside the announced event windows ({spans})")
+    for col in ("policy", "prompts", "refused", "mean s", *(f"{a:g}-{b:g}" for a, b in
+                report.event_windows)):  # fmt: skip
+        t.add_column(col, justify="left" if col == "policy" else "right")
+    for policy, w in report.in_windows.items():
+        t.add_row(policy, str(w.prompts), str(w.refused), _f(w.mean_latency_s),
+                  *(_f(x) for x in w.per_window_mean_s))  # fmt: skip
+    console.print(t)
 
 
 def print_costs(report) -> None:
@@ -576,6 +614,69 @@ def scenario_validate(path: Annotated[str, typer.Argument(help="YAML scenario fi
     console.print(
         f"ok: {sc.name}: {len(sc.sites)} sites, {len(sc.cells)} cells, {len(sc.links)} links, "
         f"{len(sc.models)} models"
+    )
+
+
+def _mount_bench_llm() -> None:
+    from edgeagents.llmbench_cli import bench_llm
+
+    bench_app.command("llm")(bench_llm)
+
+
+_mount_bench_llm()
+
+
+# ---- notices --------------------------------------------------------------------------------
+
+
+@notices_app.command("parse")
+def notices_parse(
+    text: Annotated[str, typer.Argument(help="The notice, as an operator wrote it.")],
+    at: Annotated[float, typer.Option("--at", help="Publish time, simulated s.")] = 0.0,
+    scenario: ScenarioOpt = "bristol",
+    llm: Annotated[
+        str,
+        typer.Option(
+            help="LM that reads free text: local, local:PATH.gguf, openai:MODEL, "
+            "none (strict form only)."
+        ),
+    ] = "local",
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the intent as JSON only.")
+    ] = False,
+) -> None:
+    """Read one notice as the planner does: the intent as JSON (path: lm, repaired, strict or
+    none)."""
+    from edgeagents.llm import LMConfigError, check_reachable, create_chat_model
+    from edgeagents.notices import Notice, NoticeError, extract_intent, notice_from
+
+    sc = _scenario(scenario)
+    try:
+        notice: Notice = notice_from({"text": text, "publish_s": at}, "notice")
+    except NoticeError as e:
+        fail(str(e))
+    try:
+        from edgeagents.lmconfig import resolve_lm_config
+
+        cfg = resolve_lm_config(llm=llm).planner
+        check_reachable(cfg)
+        model = create_chat_model(cfg.model_copy(update={"max_tokens": 256}))
+    except LMConfigError as e:
+        fail(str(e))
+    except ImportError as e:
+        fail(f"reading free text needs the agents extra: pip install 'edgeagents[agents]' "
+             f"({e.name} missing)")  # fmt: skip
+    intent, cost = extract_intent(model, notice, sc, timeout_s=cfg.timeout_s)
+    if intent.refusal is not None:
+        fail(f"notice not usable ({intent.path}): {intent.refusal}")
+    data = intent.model_dump(mode="json")
+    if json_out:
+        typer.echo(json.dumps(data))
+        return
+    console.print_json(json.dumps(data))
+    console.print(
+        f"strict form: {intent.strict()}  ({cost['wall_s']:.2f} s, {cost['tokens']} tokens)",
+        highlight=False,
     )
 
 

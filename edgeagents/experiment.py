@@ -59,7 +59,8 @@ def agent_costs(run: EpisodeRun, specs: dict[str, str]) -> list[AgentCost]:
         for rec in d.records:
             by_agent[rec.agent.split(":")[0]].append(rec)
     out = []
-    for agent in AGENTS:
+    specs = {**specs, "notices": specs.get("planner", "none")}
+    for agent in (*AGENTS, "notices"):
         recs = by_agent.get(agent, [])
         if not recs:
             continue
@@ -79,10 +80,61 @@ def agent_costs(run: EpisodeRun, specs: dict[str, str]) -> list[AgentCost]:
     return out
 
 
+class WindowFigures(BaseModel):
+    """One policy's prompts arriving inside the scenario's announced event windows."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompts: int
+    served: int
+    refused: int
+    mean_latency_s: float | None
+    per_window_mean_s: list[float | None]
+
+
+def window_figures(
+    runs: dict[str, EpisodeRun], workload: Workload, windows: Sequence[tuple[float, float]]
+) -> dict[str, WindowFigures]:
+    """Per policy: the figures of prompts that arrived inside any window, and per window."""
+    import numpy as np
+
+    arrival = workload.arrival_s
+    out = {}
+    for name, run in runs.items():
+        lat = run.outcomes.latency_s
+        served = ~np.isnan(lat)
+
+        def mean(
+            mask: np.ndarray, lat: np.ndarray = lat, served: np.ndarray = served
+        ) -> float | None:
+            sel = mask & served
+            return float(lat[sel].mean()) if sel.any() else None
+
+        inside = np.zeros(len(arrival), dtype=bool)
+        per = []
+        for a, b in windows:
+            m = (arrival >= a) & (arrival < b)
+            inside |= m
+            per.append(mean(m))
+        out[name] = WindowFigures(
+            prompts=int(inside.sum()), served=int((inside & served).sum()),
+            refused=int((inside & ~served).sum()), mean_latency_s=mean(inside),
+            per_window_mean_s=per,
+        )  # fmt: skip
+    return out
+
+
 class RunReport(BenchReport):
     """What `edgeagents run` writes: the bench report, plus what deciding cost."""
 
     llm: dict[str, str]
+    event_windows: list[tuple[float, float]] = Field(
+        default_factory=list,
+        description="The windows the scenario's notices announce (their `expect`), sim s.",
+    )
+    in_windows: dict[str, WindowFigures] = Field(
+        default_factory=dict, description="Policy -> prompts arriving inside those windows."
+    )
     costs: dict[str, list[AgentCost]] = Field(description="Policy name -> cost per agent.")
     charge_decision_time: DecisionCharge = Field(
         description="True: each decision applied after its wall time; a number: after that "
@@ -160,11 +212,24 @@ def run_agents(
     costs = {"agents": agent_costs(runs["agents"], specs)}
     if "agents-none" in runs:
         costs["agents-none"] = agent_costs(runs["agents-none"], dict.fromkeys(AGENTS, "none"))
+    from edgeagents.notices import expected_intents
+    from edgeagents.workload import generate_workload
+
+    windows = [
+        (i.start_s, i.end_s)
+        for i in expected_intents(scenario.notices, scenario)
+        if i.start_s is not None and i.end_s is not None
+    ]
+    if workload is None:
+        workload = generate_workload(scenario, duration_s=duration_s or scenario.duration_s,
+                                     seed=seed)  # fmt: skip
     run_report = RunReport(
         **report.model_dump(),
         llm=specs,
         costs=costs,
         charge_decision_time=charge_decision_time,
+        event_windows=windows,
+        in_windows=window_figures(runs, workload, windows) if windows else {},
     )
     return run_report, runs
 
@@ -196,6 +261,7 @@ def write_decision_log(runs: dict[str, EpisodeRun], path: Path) -> int:
                         ]
                     if rec.agent == "planner" and decision.plan is not None:
                         line["plan"] = decision.plan.notes
+                        line["plan_source"] = decision.plan.source
                         line["predicted_mean_latency_s"] = decision.plan.predicted_mean_latency_s
                     f.write(json.dumps(line) + "\n")
                     n += 1

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,10 +21,33 @@ from edgeagents.agent import (
     scenario_from_config,
 )
 from edgeagents.lmconfig import DEFAULT_TIMEOUT_S
+from edgeagents.notices import (
+    PRIORITY_RANGE,
+    Intent,
+    NameIndex,
+    Notice,
+    extract_intent,
+    intents_ahead,
+)
 from edgeagents.scenario import Scenario
-from edgeagents.state import ControlState, DeploymentAction, Forecast, Plan, Telemetry
-from edgeagents.tools import Layout, ModelFact, PlanCandidate, model_facts, search_plans
-from edgeagents.twin import WhatIf, forecast_demand
+from edgeagents.state import (
+    AgentRecord,
+    ControlState,
+    DecisionPath,
+    DeploymentAction,
+    Forecast,
+    Plan,
+    Telemetry,
+)
+from edgeagents.tools import (
+    Layout,
+    ModelFact,
+    PlanCandidate,
+    describe_moves,
+    model_facts,
+    search_plans,
+)
+from edgeagents.twin import WhatIf, forecast_demand, operator_priorities
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -33,8 +57,14 @@ PLANNER_PROMPT = (
     "Planner of a city of edge GPU sites. Choose the placement plan with the lowest predicted "
     "mean latency; a Jain index near 1 is fairer. Reply in JSON."
 )
-PRIORITY_RANGE = (0.25, 4.0)
 HARM_TOLERANCE = 0.02
+LM_PLAN_SOURCE = "LM plan"
+"""The name prefix of a plan the LM wrote itself (`PlannerAnswer.plans`)."""
+INTENT_PATHS: dict[str, DecisionPath] = {
+    "lm": "lm", "repaired": "repaired", "strict": "tools", "none": "fallback",
+}  # fmt: skip
+"""How a notice's reading shows in the decision log: strict form read by the tools, free
+text the LM could not (or, with --llm none, did not) read as the fallback."""
 
 
 class SiteModel(BaseModel):
@@ -51,6 +81,23 @@ class ModelPriority(BaseModel):
     priority: float = Field(description="Fairness priority, 1 = neutral.")
 
 
+PLANS_HELP = "Plans of your own (moves by site and model), scored beside the menu."
+
+
+class PlanMove(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    op: Literal["load", "unload"]
+    model: str
+    site: str
+
+
+class OwnPlan(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    moves: list[PlanMove] = Field(default_factory=list, max_length=4)
+
+
 class PlannerAnswer(Choice):
     extra_loads: list[SiteModel] = Field(
         default_factory=list, max_length=2, description="Replicas to load besides the plan."
@@ -60,6 +107,34 @@ class PlannerAnswer(Choice):
         max_length=4,
         description="Fairness priorities to change; the others keep the tools' priorities.",
     )
+    plans: list[OwnPlan] = Field(default_factory=list, max_length=3, description=PLANS_HELP)
+
+
+@lru_cache(maxsize=32)
+def _planner_schema(models: tuple[str, ...], sites: tuple[str, ...]) -> type[PlannerAnswer]:
+    from pydantic import create_model
+
+    move = create_model(
+        "PlanMove",
+        __base__=PlanMove,
+        model=(Literal[models], ...),  # type: ignore[valid-type]
+        site=(Literal[sites], ...),  # type: ignore[valid-type]
+    )
+    own = create_model(
+        "OwnPlan", __base__=OwnPlan, moves=(list[move], Field(default_factory=list, max_length=3))
+    )
+    return create_model(
+        "PlannerAnswer",
+        __base__=PlannerAnswer,
+        plans=(list[own], Field(default_factory=list, max_length=3, description=PLANS_HELP)),
+    )
+
+
+def planner_schema(scenario: Scenario) -> type[PlannerAnswer]:
+    """The planner's answer schema for a city: its own plans name only the city's models and
+    sites, so the grammar keeps a small LM's moves short and well-formed (free strings ran
+    SmolLM2's answers past their token limit)."""
+    return _planner_schema(tuple(scenario.model_names), tuple(scenario.site_names))
 
 
 def create_planner(
@@ -102,7 +177,15 @@ def create_planner(
         forecast = forecast_demand(telemetry, state.get("forecast"))
         remembered = state.get("recalled_plan") or {}
         forecast = remembered_forecast(forecast, remembered)
-        whatif = WhatIf(sc, forecast, telemetry, horizon_s=horizon_s, seed=state.get("cycle", 0))
+        intents, baselines, notice_records = read_notices(
+            model, state, sc, forecast, name=name, timeout_s=timeout_s, lm_call=lm_call
+        )
+        now = telemetry.time_s
+        ahead = intents_ahead(list(intents.values()), now, horizon_s)
+        whatif = WhatIf(
+            sc, forecast, telemetry, horizon_s=horizon_s, seed=state.get("cycle", 0),
+            intents=ahead, baselines=baselines,
+        )  # fmt: skip
         menu = search_plans(
             whatif, telemetry, sc, budget_s=search_budget_s,
             remembered=remembered.get("placement"),
@@ -119,20 +202,76 @@ def create_planner(
         (chosen, priorities), record = run_step(
             agent=name, model=model, system=system,
             user=render_planner_prompt(
-                facts, menu, forecast.rates_per_s, state.get("recalled") or []
+                facts, menu, forecast.rates_per_s, state.get("recalled") or [], ahead
             ),
-            schema=PlannerAnswer, menu_size=len(menu), repair=repair, fallback=fallback,
+            schema=planner_schema(sc), menu_size=len(menu), repair=repair, fallback=fallback,
             timeout_s=timeout_s, lm_call=lm_call,
         )  # fmt: skip
-        plan = build_plan(chosen, fairness_priorities(facts, priorities), telemetry, sc, epoch)
+        in_force = operator_priorities([i for i in ahead if i.active(now)])
+        priorities = with_operator_priorities(fairness_priorities(facts, priorities), in_force)
+        plan = build_plan(chosen, priorities, telemetry, sc, epoch)
         pending: dict[str, list[DeploymentAction]] = {s.name: [] for s in sc.sites}
         for a in plan.actions:
             pending[a.site].append(a)
         record = record.model_copy(update={"wall_s": time.perf_counter() - started})
-        return {"plan": plan, "forecast": forecast, "pending": pending, "records": {name: record}}
+        errors = state.get("notice_errors") or []
+        return {
+            "plan": plan, "forecast": forecast, "pending": pending,
+            "records": {name: record, **notice_records},
+            "intents": intents, "intent_baselines": baselines,
+            "notice_errors_seen": [*(state.get("notice_errors_seen") or []), *errors],
+        }  # fmt: skip
 
     planner.__name__ = name
     return planner
+
+
+def read_notices(
+    model: BaseChatModel | None,
+    state: ControlState,
+    scenario: Scenario,
+    forecast: Forecast,
+    *,
+    name: str,
+    timeout_s: float,
+    lm_call: LMCall | None,
+) -> tuple[dict[str, Intent], dict[str, dict[str, float]], dict[str, AgentRecord]]:
+    """The planner's LM reads each new notice into an intent (`extract_intent`); each
+    reading, and each notice refused at the door, is a record in the decision log. A surge's
+    baseline is the forecast rate when it was read."""
+    intents: dict[str, Intent] = dict(state.get("intents") or {})
+    baselines = dict(state.get("intent_baselines") or {})
+    records: dict[str, AgentRecord] = {}
+    for notice in state.get("unread_notices") or []:
+        if not isinstance(notice, Notice):
+            continue
+        intent, cost = extract_intent(model, notice, scenario, timeout_s=timeout_s, lm_call=lm_call)
+        intents[notice.id] = intent
+        baselines[notice.id] = {m: forecast.rates_per_s.get(m, 0.0) for m in intent.models}
+        said = [*intent.notes, *([f"not usable: {intent.refusal}"] if intent.refusal else [])]
+        why = intent.strict() + (f" [{'; '.join(said)}]" if said else "")
+        records[f"notices:{notice.id}"] = AgentRecord(
+            agent=f"notices:{notice.id}", path=INTENT_PATHS[intent.path], rationale=why,
+            wall_s=cost["wall_s"], lm_calls=cost["lm_calls"], tokens=cost["tokens"],
+        )  # fmt: skip
+    for k, error in enumerate(state.get("notice_errors") or []):
+        records[f"notices:refused:{k}"] = AgentRecord(
+            agent="notices:refused", path="fallback", rationale=error
+        )
+    _ = name
+    return intents, baselines, records
+
+
+def with_operator_priorities(
+    priorities: dict[str, float], operator: dict[str, float]
+) -> dict[str, float]:
+    """The tools' (and the LM's) fairness priorities times the operators' priority factors
+    in force, within `PRIORITY_RANGE`."""
+    out = dict(priorities)
+    lo, hi = PRIORITY_RANGE
+    for m, f in operator.items():
+        out[m] = min(max(out.get(m, 1.0) * f, lo), hi)
+    return out
 
 
 def remembered_forecast(forecast: Forecast, remembered: dict[str, Any]) -> Forecast:
@@ -155,6 +294,7 @@ def render_planner_prompt(
     menu: list[PlanCandidate],
     forecast: dict[str, float],
     recalled: list[str] | None = None,
+    intents: list[Intent] | None = None,
 ) -> str:
     lines = ["Model: demand/s, replicas, slowdown"]
     for f in facts:
@@ -168,6 +308,9 @@ def render_planner_prompt(
     if recalled:
         lines.append("Past situations like this one (what was done -> how it went):")
         lines += recalled
+    if intents:
+        lines.append("Operator notices ahead (in the twin's predictions):")
+        lines += [i.strict() for i in intents]
     return "\n".join(lines)
 
 
@@ -208,6 +351,12 @@ def repair_planner_answer(
                 name=f"{chosen.name} + LM loads", actions=[*chosen.actions, *extras],
                 prediction=pred,
             )  # fmt: skip
+    own, own_notes = lm_plans(answer, telemetry, scenario, whatif)
+    notes += own_notes
+    if own:
+        best_own = min(own, key=lambda c: c.prediction.score())
+        if best_own.prediction.score() < chosen.prediction.score():
+            chosen = best_own
     priorities: dict[str, float] = {}
     for item in answer.priorities:
         m, p = item.model, item.priority
@@ -219,6 +368,52 @@ def repair_planner_answer(
             notes.append(f"priority of {m} clipped")
         priorities[m] = clipped
     return Repaired.from_notes((chosen, priorities), notes)
+
+
+def lm_plans(
+    answer: PlannerAnswer, telemetry: Telemetry, scenario: Scenario, whatif: WhatIf
+) -> tuple[list[PlanCandidate], list[str]]:
+    """The LM's own plans as twin-scored candidates: each move's names mapped to the
+    scenario's, loads placed on the site's GPU with the most free memory that fits, unloads
+    on a replica that exists; an infeasible move is dropped with a note."""
+    names = NameIndex(scenario)
+    current = [r.deployment for r in telemetry.replicas]
+    out: list[PlanCandidate] = []
+    notes: list[str] = []
+    for k, own in enumerate(answer.plans):
+        layout = Layout(telemetry, scenario)
+        actions: list[DeploymentAction] = []
+        for mv in own.moves:
+            models, (sites, _) = names.model(mv.model), names.place(mv.site)
+            if len(models) != 1 or len(sites) != 1:
+                notes.append(f"plan {k + 1}: unknown {mv.model}@{mv.site}")
+                continue
+            m, site = next(iter(models)), next(iter(sites))
+            if mv.op == "load":
+                spec = scenario.model(m)
+                room = [g for g in layout.gpus if g[0] == site and layout.fits(spec, g)]
+                if not room:
+                    notes.append(f"plan {k + 1}: {m} does not fit at {site}")
+                    continue
+                gpu = max(room, key=lambda g: layout.free[g])[1]
+            else:
+                on = [d.gpu_index for d in layout.replicas if (d.site, d.model) == (site, m)]
+                if not on:
+                    notes.append(f"plan {k + 1}: no {m} at {site} to unload")
+                    continue
+                gpu = on[0]
+            action = DeploymentAction(site=site, model=m, op=mv.op, gpu_index=gpu)
+            if layout.apply(action):
+                actions.append(action)
+        if actions:
+            out.append(
+                PlanCandidate(
+                    name=f"{LM_PLAN_SOURCE} {k + 1}: {describe_moves(actions)}",
+                    actions=actions,
+                    prediction=whatif.evaluate(current, actions),
+                )
+            )
+    return out, notes
 
 
 def fairness_priorities(
@@ -253,4 +448,7 @@ def build_plan(
         predicted_mean_latency_s=chosen.prediction.mean_latency_s,
         predicted_jain=chosen.prediction.jain,
         notes=chosen.name,
+        source="lm"
+        if chosen.name.startswith(LM_PLAN_SOURCE)
+        else ("memory" if chosen.name.startswith("remembered") else "tools"),
     )

@@ -15,6 +15,7 @@ import networkx as nx
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from edgeagents.notices import Notice, NoticeError, looks_strict, parse_strict
 from edgeagents.profiles import (
     BUILTIN_GPU_TYPES,
     check_profile,
@@ -160,6 +161,10 @@ class Scenario(_Config):
     )
     workload: WorkloadConfig
     events: list[CityEvent] = Field(default_factory=list)
+    notices: list[Notice] = Field(
+        default_factory=list,
+        description="Operator notices, each delivered to the agents at its publish time.",
+    )
     control: ControlConfig = Field(default_factory=ControlConfig)
     payload: PayloadConfig = Field(default_factory=PayloadConfig)
     duration_s: float = Field(default=600.0, gt=0, description="Default episode length, s.")
@@ -239,6 +244,19 @@ class Scenario(_Config):
                 raise ValueError(f"events[{i}].link: no such link {ev.link!r}")
         if sum(c.users for c in self.cells) == 0:
             raise ValueError("cells: no cell has users, so no prompt can start anywhere")
+        for i, n in enumerate(self.notices):
+            if n.expect is None:
+                continue
+            if not looks_strict(n.expect):
+                raise ValueError(f"notices[{i}].expect: not in the strict form: {n.expect!r}")
+            probe = Notice(text=n.expect, publish_s=n.publish_s)
+            try:
+                intent = parse_strict(probe, self)
+            except NoticeError as e:
+                raise ValueError(f"notices[{i}].expect: {e}") from None
+            if intent is None or intent.notes:
+                why = "; ".join(intent.notes) if intent is not None else "unreadable"
+                raise ValueError(f"notices[{i}].expect: {why}")
         return self
 
     @property
@@ -320,7 +338,7 @@ def _first_error(e: ValidationError) -> str:
     return f"{loc}: {msg}" if loc else msg
 
 
-BUILTIN_SCENARIOS = ("bristol",)
+BUILTIN_SCENARIOS = ("bristol", "bristol-events")
 
 
 def load_scenario(name_or_path: str | Path) -> Scenario:

@@ -20,6 +20,7 @@ from edgeagents.agent import (
     scenario_from_config,
 )
 from edgeagents.lmconfig import DEFAULT_TIMEOUT_S
+from edgeagents.notices import draining_sites, intents_ahead
 from edgeagents.scenario import Scenario
 from edgeagents.state import ControlState, RoutingPolicy, SiteWeight, Telemetry
 from edgeagents.tools import RoutingCandidate, model_facts, rank_routing
@@ -81,7 +82,12 @@ def create_scheduler(
         sc = scenario or scenario_from_config(config)
         telemetry = state["telemetry"]
         forecast = state.get("forecast") or forecast_demand(telemetry)
-        whatif = WhatIf(sc, forecast, telemetry, horizon_s=horizon_s, seed=state.get("cycle", 0))
+        intents = list((state.get("intents") or {}).values())
+        whatif = WhatIf(
+            sc, forecast, telemetry, horizon_s=horizon_s, seed=state.get("cycle", 0),
+            intents=intents_ahead(intents, telemetry.time_s, horizon_s),
+            baselines=state.get("intent_baselines"),
+        )  # fmt: skip
         menu = rank_routing(whatif, telemetry, sc)
         facts = model_facts(telemetry, whatif.references)
 
@@ -97,11 +103,24 @@ def create_scheduler(
             menu_size=len(menu), repair=repair, fallback=lambda: menu[0].routing,
             timeout_s=timeout_s, lm_call=lm_call,
         )  # fmt: skip
+        routing = drain(routing, draining_sites(intents, telemetry.time_s))
         record = record.model_copy(update={"wall_s": time.perf_counter() - started})
         return {"routing": routing, "records": {name: record}}
 
     scheduler.__name__ = name
     return scheduler
+
+
+def drain(routing: RoutingPolicy, sites: set[str]) -> RoutingPolicy:
+    """Weight 0 at sites about to go offline for maintenance: the router sends there only
+    when nothing else can serve, so their queues empty before the site goes."""
+    if not sites:
+        return routing
+    routes = {
+        m: [SiteWeight(site=w.site, weight=0.0 if w.site in sites else w.weight) for w in ws]
+        for m, ws in routing.routes.items()
+    }
+    return RoutingPolicy(routes=routes)
 
 
 def render_scheduler_prompt(

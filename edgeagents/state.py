@@ -70,6 +70,9 @@ class Site(_Frozen):
     y_km: float = Field(default=0.0, description="North coordinate in km.")
     gpus: list[GpuSlot] = Field(min_length=1, description="GPUs installed at the site.")
     cpu_cores: int = Field(default=16, ge=1, description="Host CPU cores.")
+    aliases: tuple[str, ...] = Field(
+        default=(), description="Other names operators use for it in notices."
+    )
     load_gbps: float = Field(
         default=1.4,
         gt=0,
@@ -132,6 +135,9 @@ class ModelSpec(_Frozen):
         default=3.0, ge=0, description="Process start-up and model construction before weights."
     )
     slo_s: float = Field(gt=0, description="End-to-end latency objective for SLO attainment, s.")
+    aliases: tuple[str, ...] = Field(
+        default=(), description="Other names operators use for it in notices."
+    )
 
     def memory_gb(self, max_batch: int) -> float:
         """GPU memory one replica reserves at a batch limit: weights, workspace, per-item state."""
@@ -294,6 +300,10 @@ class Plan(_Frozen):
     predicted_mean_latency_s: float | None = None
     predicted_jain: float | None = None
     notes: str = ""
+    source: Literal["tools", "lm", "memory"] = Field(
+        default="tools",
+        description="Whose plan it is: the tools' menu, the LM's own, or a remembered one.",
+    )
 
 
 class AgentRecord(_Frozen):
@@ -369,6 +379,11 @@ def merge_by_key(current: dict | None, update: dict | None) -> dict:
     return {**(current or {}), **update}
 
 
+def add_items(current: list | None, update: list | None) -> list:
+    """Reducer of lists that inputs extend (operator notices posted to a running graph)."""
+    return [*(current or []), *(update or [])]
+
+
 class ControlState(TypedDict, total=False):
     """The LangGraph state of one control cycle (observe -> planner -> deployers -> scheduler
     -> apply). Fields written by parallel deployers, or by every agent, have reducers."""
@@ -393,3 +408,11 @@ class ControlState(TypedDict, total=False):
     shifts_seen: list[str]
     shift_watch: dict[str, Any] | None
     recalled_plan: dict[str, Any] | None
+    notices: Annotated[list[Any], add_items]
+    """Operator notices posted as graph input (dicts or `Notice`s), read once each."""
+    unread_notices: list[Any]
+    notice_errors: list[str]
+    notice_errors_seen: list[str]
+    intents: dict[str, Any]
+    """Notice id -> the `Intent` read from it (every notice read so far, `none` included)."""
+    intent_baselines: dict[str, dict[str, float]]

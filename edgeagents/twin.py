@@ -12,8 +12,9 @@ from pydantic import BaseModel, ConfigDict
 from edgeagents.bounds import reference_s, standalone_matrix_s
 from edgeagents.city import EpisodeOutcomes, SimulatedCity
 from edgeagents.metrics import jain
+from edgeagents.notices import Intent
 from edgeagents.policies.routing import ROUTERS
-from edgeagents.scenario import CityEvent, Scenario
+from edgeagents.scenario import CityEvent, DemandShift, Scenario
 from edgeagents.state import (
     Decision,
     Deployment,
@@ -72,10 +73,15 @@ class Prediction(BaseModel):
     per_model_mean_s: dict[str, float]
     refused: int
     prompts: int
+    objective_s: float | None = None
+    """With operator priorities or service targets in force: the priority-weighted mean
+    latency, plus the overall mean times each target's relative excess. None: the mean."""
 
     def score(self, jain_target: float = 0.93) -> float:
-        """Lower is better: mean latency, inflated when fairness falls below the target."""
-        return self.mean_latency_s * (1.0 + 3.0 * max(0.0, jain_target - self.jain))
+        """Lower is better: mean latency (or the operators' objective), inflated when fairness
+        falls below the target."""
+        base = self.mean_latency_s if self.objective_s is None else self.objective_s
+        return base * (1.0 + 3.0 * max(0.0, jain_target - self.jain))
 
 
 class WhatIf:
@@ -88,6 +94,11 @@ class WhatIf:
         telemetry: Current state: which sites and links are down.
         horizon_s: How far ahead to simulate.
         seed: Seeds the twin's workload.
+        intents: Operator intents: surges and maintenance windows inside the horizon enter
+            the twin's workload and events; targets and priorities its score.
+        baselines: Notice id -> model -> the forecast rate when the notice was read: a
+            surge's window has `factor` times that rate (the live forecast may already hold
+            part of the surge).
     """
 
     def __init__(
@@ -98,13 +109,22 @@ class WhatIf:
         *,
         horizon_s: float = 120.0,
         seed: int = 0,
+        intents: Sequence[Intent] = (),
+        baselines: dict[str, dict[str, float]] | None = None,
     ) -> None:
         self.horizon_s = horizon_s
-        self.scenario = _twin_scenario(scenario, forecast, telemetry, horizon_s)
+        now = telemetry.time_s
+        self.intents = [i for i in intents if i.window_overlaps(now, now + horizon_s)]
+        self.scenario = _twin_scenario(
+            scenario, forecast, telemetry, horizon_s, self.intents, baselines or {}
+        )
         self.workload = generate_workload(self.scenario, duration_s=horizon_s, seed=seed)
         matrix = standalone_matrix_s(self.scenario, self.workload)
         self.references = reference_s(self.scenario, self.workload, matrix)
         self.evaluations = 0
+        self.priorities = operator_priorities(self.intents)
+        self.targets = {m: i.bound_s for i in self.intents if i.kind == "target"
+                        for m in i.models if i.bound_s}  # fmt: skip
 
     def evaluate(
         self,
@@ -149,17 +169,89 @@ class WhatIf:
         refused = int((~served).sum())
         penalty = self.horizon_s
         total = float(lat[served].sum()) + refused * penalty
+        mean = total / max(1, len(lat))
+        objective = None
+        if self.priorities or self.targets:
+            charged = np.where(served, lat, penalty)
+            names = self.scenario.model_names
+            w = np.array([self.priorities.get(n, 1.0) for n in names])[self.workload.model]
+            objective = float((w * charged).sum() / max(1e-9, w.sum())) if len(lat) else 0.0
+            for m, bound in self.targets.items():
+                excess = per_model.get(m, 0.0) / bound - 1.0
+                objective += mean * max(0.0, excess)
         return Prediction(
-            mean_latency_s=total / max(1, len(lat)),
+            mean_latency_s=mean,
             jain=jain(speeds) if speeds else 1.0,
             per_model_mean_s=per_model,
             refused=refused,
             prompts=len(lat),
+            objective_s=objective,
         )
 
 
+def operator_priorities(intents: Sequence[Intent]) -> dict[str, float]:
+    """Model -> the product of the priority factors of the priority intents given."""
+    out: dict[str, float] = {}
+    for i in intents:
+        if i.kind == "priority" and i.factor:
+            for m in i.models:
+                out[m] = out.get(m, 1.0) * i.factor
+    return out
+
+
+def intent_shifts(
+    scenario: Scenario,
+    forecast: Forecast,
+    telemetry: Telemetry,
+    horizon_s: float,
+    intents: Sequence[Intent],
+    baselines: dict[str, dict[str, float]],
+) -> tuple[list[DemandShift], list[CityEvent]]:
+    """The twin's demand shifts and events for the operator intents inside its horizon, in
+    the twin's clock (0 = now). A surge from named cells adds its extra demand there."""
+    now = telemetry.time_s
+    up = {s.site for s in telemetry.sites if s.up}
+    users = {c.name: c.users for c in scenario.cells}
+    total_users = sum(users.values()) or 1
+    shifts: list[DemandShift] = []
+    events: list[CityEvent] = []
+    for it in intents:
+        assert it.start_s is not None and it.end_s is not None
+        a, b = max(0.0, it.start_s - now), it.end_s - now
+        if it.kind == "surge" and it.factor:
+            for m in it.models:
+                cur = forecast.rates_per_s.get(m, 0.0)
+                base = baselines.get(it.notice_id, {}).get(m, cur)
+                f = base * it.factor / cur if cur > 0 else 1.0
+                if f <= 1.0:
+                    continue
+                shifts.append(DemandShift(at_s=a, model=m, factor=f))
+                if b < horizon_s:
+                    shifts.append(DemandShift(at_s=b, model=m, factor=1.0 / f))
+                named = [c for c in it.cells if c in users]
+                share = sum(users[c] for c in named) / total_users
+                if named and share > 0:
+                    k = 1.0 + (f - 1.0) / share
+                    for c in named:
+                        shifts.append(DemandShift(at_s=a, model=m, cell=c, factor=k))
+                        if b < horizon_s:
+                            shifts.append(DemandShift(at_s=b, model=m, cell=c, factor=1 / k))
+        elif it.kind == "maintenance":
+            for s in it.sites:
+                if s in up:
+                    events.append(CityEvent(at_s=a, kind="site_down", site=s))
+                    if b < horizon_s:
+                        events.append(CityEvent(at_s=b, kind="site_up", site=s))
+    return shifts, events
+
+
 def _twin_scenario(
-    scenario: Scenario, forecast: Forecast, telemetry: Telemetry, horizon_s: float
+    scenario: Scenario,
+    forecast: Forecast,
+    telemetry: Telemetry,
+    horizon_s: float,
+    intents: Sequence[Intent] = (),
+    baselines: dict[str, dict[str, float]] | None = None,
 ) -> Scenario:
     demands = [
         d.model_copy(
@@ -183,15 +275,25 @@ def _twin_scenario(
     events = [CityEvent(at_s=0.0, kind="site_down", site=s.site) for s in telemetry.sites
               if not s.up]  # fmt: skip
     events += [CityEvent(at_s=0.0, kind="link_down", link=lk) for lk in telemetry.down_links]
+    shifts, planned = intent_shifts(
+        scenario.model_copy(update={"cells": cells}),
+        forecast,
+        telemetry,
+        horizon_s,
+        intents,
+        baselines or {},
+    )
+    events += planned
     workload = scenario.workload.model_copy(
-        update={"demands": demands, "shifts": [], "diurnal": None, "mobility": None}
+        update={"demands": demands, "shifts": shifts, "diurnal": None, "mobility": None}
     )
     control = scenario.control.model_copy(update={"drain_limit_s": min(60.0, horizon_s)})
     return scenario.model_copy(
         update={
             "workload": workload,
             "cells": cells,
-            "events": events,
+            "events": sorted(events, key=lambda e: e.at_s),
+            "notices": [],
             "duration_s": horizon_s,
             "control": control,
             "placement": {},

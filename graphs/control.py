@@ -14,6 +14,7 @@ from langgraph.types import Send
 from edgeagents.agent import LMCall
 from edgeagents.deployer import create_deployer
 from edgeagents.env import Environment, decision_delay_s
+from edgeagents.notices import Notice, read_notice_inputs, replan_due
 from edgeagents.planner import create_planner
 from edgeagents.scenario import Scenario, load_scenario
 from edgeagents.scheduler import create_scheduler
@@ -63,6 +64,27 @@ class EnvResolver:
         if thread not in self._made:
             self._made[thread] = self._factory(self.scenario(config))
         return self._made[thread]
+
+
+def published_notices(
+    state: ControlState, scenario: Scenario, env: Environment, now_s: float
+) -> tuple[list[Notice], list[str]]:
+    """Notices published by now and not read yet: the scenario's, the environment's
+    operator endpoint's (the Ray Serve city), the graph input's; and one line per input
+    refused (empty, over-long, not text)."""
+    posted, errors = read_notice_inputs(state.get("notices") or [])
+    published = [n for n in scenario.notices if n.publish_s <= now_s]
+    operator = getattr(env, "operator_notices", None)
+    if callable(operator):
+        published += [n for n in operator() if n.publish_s <= now_s]
+    published += [n for n in posted if n.publish_s <= now_s]
+    read = state.get("intents") or {}
+    unread: dict[str, Notice] = {}
+    for n in published:
+        if n.id not in read:
+            unread.setdefault(n.id, n)
+    seen = set(state.get("notice_errors_seen") or [])
+    return list(unread.values()), [e for e in errors if e not in seen]
 
 
 def create_control_graph(
@@ -121,12 +143,20 @@ def create_control_graph(
         telemetry = env.observe()
         epoch = int(telemetry.time_s // sc.control.planning_epoch_s)
         plan = state.get("plan")
+        unread, errors = published_notices(state, sc, env, telemetry.time_s)
+        intents = list((state.get("intents") or {}).values())
+        last = state.get("time_s", -1.0)
         update: dict[str, Any] = {
             "time_s": telemetry.time_s,
             "cycle": state.get("cycle", 0) + 1,
             "started_wall_s": time.time(),
             "telemetry": telemetry,
-            "run_planner": plan is None or plan.epoch < epoch,
+            "run_planner": plan is None
+            or plan.epoch < epoch
+            or bool(unread or errors)
+            or replan_due(intents, last, telemetry.time_s),
+            "unread_notices": unread,
+            "notice_errors": errors,
             "actions": None,
             "records": None,
             "recalled": [],

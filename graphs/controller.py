@@ -24,6 +24,10 @@ CARRIED = (
     "last_situation",
     "shifts_seen",
     "shift_watch",
+    "time_s",
+    "intents",
+    "intent_baselines",
+    "notice_errors_seen",
 )
 """What one cycle hands the next when no checkpointer keeps the thread's state."""
 

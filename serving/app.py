@@ -80,7 +80,8 @@ api = create_api()
 
 @serve.ingress(api)
 class GatewayIngress(Gateway):
-    """The gateway as a FastAPI ingress: OpenAI routes under /v1, control under /admin."""
+    """The gateway as a FastAPI ingress: OpenAI routes under /v1, operator notices under
+    /v1/operator (bearer token), control under /admin."""
 
     @api.post("/v1/chat/completions")
     async def _chat(self, request: Request) -> Response:
@@ -97,6 +98,14 @@ class GatewayIngress(Gateway):
     @api.get("/v1/models")
     async def _models(self) -> Response:
         return self.list_models()
+
+    @api.post("/v1/operator/notices")
+    async def _post_notice(self, request: Request) -> Response:
+        return await self.guarded(self.post_notice, request)
+
+    @api.get("/v1/operator/notices")
+    async def _get_notices(self, request: Request) -> Response:
+        return await self.guarded(self.get_notices, request)
 
     @api.get("/admin/routing")
     async def _get_routing(self) -> Response:

@@ -3,7 +3,9 @@
 `observe()` asks the gateway for its per-request records and every model server for its
 figures; `apply()` sends the routing policy to the gateway and turns deployment actions into
 Serve application changes (a load runs a server app pinned to the site and waits until it is
-RUNNING, measuring the real load time; an unload deletes it); `advance()` sleeps wall-clock.
+RUNNING, measuring the real load time; an unload deletes it); `advance()` sleeps wall-clock;
+`operator_notices()` hands the agents the notices operators posted to the gateway
+(`POST /v1/operator/notices`), published on `now`'s clock.
 
 GPU memory is accounted as in the simulator, from the scenario's GPUs and `ModelSpec.memory_gb`:
 an action that cannot fit is refused with a reason, whether or not the machine has such GPUs.
@@ -18,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeagents.notices import Notice
 from edgeagents.scenario import Scenario, load_scenario
 from edgeagents.state import (
     ApplyReport,
@@ -108,6 +111,8 @@ class RayServeCity:
         each load or reconfiguration when its server was RUNNING and in the placement."""
         self._t0 = time.monotonic()  # time 0 is when the city serves
         self._epoch0 = time.time()
+        # The gateway stamps operator notices on the same clock as `now`.
+        self._gateway.set_clock.remote(self._epoch0).result(timeout_s=30)
 
     # ---- Environment protocol -------------------------------------------------------------
 
@@ -241,6 +246,13 @@ class RayServeCity:
             ],
             refusals_by_reason=_count(x["reason"] for x in records if x["outcome"] != "served"),
         )
+
+    def operator_notices(self) -> list[Notice]:
+        """Notices operators posted to the gateway, validated back into `Notice`s; the
+        agents' graph reads them each control cycle (the simulated city has none: its
+        notices come from the scenario)."""
+        held = self._gateway.notices.remote().result(timeout_s=30)
+        return [Notice.model_validate(n) for n in held]
 
     # ---- helpers --------------------------------------------------------------------------
 

@@ -126,6 +126,12 @@ class GatewayConfig(_Config):
         default=30.0, gt=0, description="Window of the latency aggregates in snapshots."
     )
     seed: int = Field(default=0, description="Seed of the weighted site choice.")
+    max_notices: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="Operator notices the gateway holds; a new one past this gets 429.",
+    )
 
 
 class CityAppConfig(_Config):

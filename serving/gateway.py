@@ -5,15 +5,23 @@
 and always answer JSON: OpenAI-style errors (4xx with `error.message/type/code`) for bad input,
 never a traceback. `serving/app.py` wraps it as a FastAPI ingress deployment.
 
-One gateway replica keeps exact counts (in flight, telemetry); several would each apply the
-same policy to their share of the traffic.
+Operators post free-text notices to `POST /v1/operator/notices` (bearer token from the
+environment variable `EDGEAGENTS_OPERATOR_TOKEN`); the gateway holds them, bounded, and
+`RayServeCity.operator_notices` hands them to the agents each control cycle.
+
+One gateway replica keeps exact counts (in flight, telemetry, notices); several would each apply
+the same policy to their share of the traffic.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
+import math
+import os
 import random
+import threading
 import time
 import uuid
 from collections import deque
@@ -24,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from edgeagents.network import Network
+from edgeagents.notices import Notice, NoticeError, notice_from
 from edgeagents.scenario import load_scenario
 from edgeagents.state import RoutingPolicy
 from serving.config import (
@@ -46,6 +55,13 @@ from serving.protocol import (
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+OPERATOR_TOKEN_ENV = "EDGEAGENTS_OPERATOR_TOKEN"
+"""The bearer token of the operator endpoints, read from the gateway process's environment on
+each request (a Serve replica inherits the environment of `ray start`, or of the process that
+started a local Ray). Unset or empty: every operator request is 401."""
+NOTICE_FIELDS = ("text", "author", "publish_s")
+"""What an operator may post; a scenario-only field such as `expect` is refused."""
 
 
 class Gateway:
@@ -75,6 +91,10 @@ class Gateway:
         self._records: deque[RequestRecord] = deque(maxlen=20_000)
         self.errors_by_code: dict[str, int] = {}
         self._rng = random.Random(self.config.seed)
+        self._epoch0 = time.time()
+        self._notices: dict[str, Notice] = {}
+        # Serve may run the handle's sync methods (notices, set_clock) on another thread.
+        self._notices_lock = threading.Lock()
 
     # ---- control: policy, placement, telemetry -------------------------------------------
 
@@ -102,6 +122,122 @@ class Gateway:
     def records(self, since_s: float = 0.0) -> list[dict[str, Any]]:
         """Per-request telemetry finished after `since_s` (epoch seconds)."""
         return [r.model_dump() for r in self._records if r.time_s > since_s]
+
+    # ---- operator notices ------------------------------------------------------------------
+
+    @property
+    def clock_s(self) -> float:
+        """Seconds since the city started serving (`RayServeCity.now`), from the wall clock
+        that stamps the request records: the time notices are published on."""
+        return max(0.0, time.time() - self._epoch0)
+
+    def set_clock(self, epoch0_s: float) -> float:
+        """Start the clock at `epoch0_s` (epoch seconds): `RayServeCity` calls this when it
+        starts serving, so that a notice's `publish_s` reads on the agents' clock. Notices
+        already held keep their moment (shifted, at least 0). Returns the clock now."""
+        if not math.isfinite(epoch0_s):
+            raise ValueError(f"set_clock: epoch0_s={epoch0_s!r} is not a finite time")
+        with self._notices_lock:
+            shift = self._epoch0 - epoch0_s
+            self._epoch0 = epoch0_s
+            if shift:
+                moved = [
+                    Notice(text=n.text, author=n.author, publish_s=max(0.0, n.publish_s + shift))
+                    for n in self._notices.values()
+                ]
+                self._notices = {n.id: n for n in moved}
+        return self.clock_s
+
+    def _held_notices(self, since_s: float) -> list[Notice]:
+        with self._notices_lock:
+            held = list(self._notices.values())
+        return [n for n in held if n.publish_s >= since_s]
+
+    def notices(self, since_s: float = 0.0) -> list[dict[str, Any]]:
+        """Operator notices published at or after `since_s` (on `clock_s`), in the order they
+        came; what `RayServeCity.operator_notices` reads through the handle."""
+        return [n.model_dump() for n in self._held_notices(since_s)]
+
+    def _check_operator(self, request: Request) -> None:
+        """401 unless `Authorization: Bearer <token>` matches `EDGEAGENTS_OPERATOR_TOKEN`.
+        Read per request, so no token sits in a Serve config (which `serve status` shows)."""
+        expected = os.environ.get(OPERATOR_TOKEN_ENV, "").strip()
+        if not expected:
+            raise _unauthorized(
+                f"operator endpoints are off: set {OPERATOR_TOKEN_ENV} in the environment the "
+                "gateway runs in (that of `ray start`)",
+                "operator_token_unset",
+            )
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        given = given.strip()
+        if scheme.lower() != "bearer" or not given:
+            raise _unauthorized("send the header 'Authorization: Bearer <token>'", "missing_token")
+        # Starlette decodes headers as latin-1: encode back to the bytes that were sent.
+        if not hmac.compare_digest(given.encode("latin-1"), expected.encode()):
+            raise _unauthorized("invalid operator token", "invalid_token")
+
+    async def post_notice(self, request: Request) -> Response:
+        """POST /v1/operator/notices: store one notice (`text`, optional `author` and
+        `publish_s`, which defaults to `clock_s`); answers its `id` and `publish_s`. The same
+        notice posted twice is stored once."""
+        self._check_operator(request)
+        data = await self._json_body(request)
+        if not isinstance(data, dict):
+            raise OpenAIError(
+                400, f"a notice is a JSON object, got {_json_type(data)}", code="invalid_notice"
+            )
+        unknown = [k for k in data if k not in NOTICE_FIELDS]
+        if unknown:
+            raise OpenAIError(
+                400,
+                f"notice: {unknown[0]}: unknown field (send {', '.join(NOTICE_FIELDS)})",
+                code="invalid_notice",
+                param=str(unknown[0]),
+            )
+        fields = {k: v for k, v in data.items() if v is not None}  # null: the default
+        publish = fields.setdefault("publish_s", self.clock_s)
+        if isinstance(publish, bool) or not isinstance(publish, int | float):
+            raise OpenAIError(
+                400,
+                f"notice: publish_s: a number of seconds, got {_json_type(publish)}",
+                code="invalid_notice",
+                param="publish_s",
+            )
+        try:
+            notice = notice_from(fields, "notice")
+        except NoticeError as e:
+            raise OpenAIError(400, " ".join(str(e).split()), code="invalid_notice") from None
+        with self._notices_lock:
+            if notice.id not in self._notices:
+                if len(self._notices) >= self.config.max_notices:
+                    raise OpenAIError(
+                        429,
+                        f"the gateway holds {self.config.max_notices} operator notices, its "
+                        "bound (max_notices); no more are taken until it is redeployed",
+                        code="too_many_notices",
+                        type_="rate_limit_error",
+                    )
+                self._notices[notice.id] = notice
+        return JSONResponse({"id": notice.id, "publish_s": notice.publish_s})
+
+    async def get_notices(self, request: Request) -> Response:
+        """GET /v1/operator/notices?since_s=: the notices held, each with its `id`, and the
+        clock now (`clock_s`), which an absolute `publish_s` or `from=` counts on."""
+        self._check_operator(request)
+        raw = request.query_params.get("since_s", "0")
+        try:
+            since_s = float(raw)
+        except ValueError:
+            since_s = math.nan
+        if not math.isfinite(since_s):
+            raise OpenAIError(
+                400,
+                f"since_s={raw!r}: expected seconds, e.g. 120",
+                code="invalid_value",
+                param="since_s",
+            )
+        data = [{"id": n.id, **n.model_dump()} for n in self._held_notices(since_s)]
+        return JSONResponse({"object": "list", "data": data, "clock_s": self.clock_s})
 
     async def snapshot(self) -> dict[str, Any]:
         """Policy, placement, in-flight counts, and each model server's own figures."""
@@ -331,6 +467,10 @@ class Gateway:
             raise OpenAIError(
                 400, f"request body is not valid JSON: {e}", code="invalid_json"
             ) from e
+        except RecursionError:  # '[[[[...' deeper than Python's stack: bad input, not a 500
+            raise OpenAIError(
+                400, "request body is not valid JSON: nested too deeply", code="invalid_json"
+            ) from None
 
     async def _body(self, request: Request) -> bytes:
         limit = self.config.max_body_bytes
@@ -517,6 +657,21 @@ class Gateway:
                 }
             )
         return JSONResponse({"object": "list", "data": data})
+
+
+def _unauthorized(message: str, code: str) -> OpenAIError:
+    return OpenAIError(401, message, code=code, headers={"WWW-Authenticate": "Bearer"})
+
+
+def _json_type(value: Any) -> str:
+    """The JSON name of a decoded value's type, for error messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return {str: "string", list: "array", dict: "object"}.get(type(value), type(value).__name__)
 
 
 def _replay(body: bytes) -> Callable[[], Any]:

@@ -24,6 +24,7 @@ class OpenAIError(Exception):
         code: str,
         type_: str = "invalid_request_error",
         param: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status, self.message, self.code, self.type, self.param = (
@@ -33,6 +34,8 @@ class OpenAIError(Exception):
             type_,
             param,
         )
+        self.headers = headers
+        """Extra response headers (a 401's `WWW-Authenticate`)."""
 
     def response(self) -> JSONResponse:
         body = {
@@ -43,7 +46,7 @@ class OpenAIError(Exception):
                 "code": self.code,
             }
         }
-        return JSONResponse(body, status_code=self.status)
+        return JSONResponse(body, status_code=self.status, headers=self.headers)
 
 
 # --------------------------------------------------------------------------- request schemas
