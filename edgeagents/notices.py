@@ -321,8 +321,8 @@ _NUMBER_WORDS = {
     "a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
     "seven": 7, "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "fifteen": 15,
     "twenty": 20, "thirty": 30, "forty": 40, "forty five": 45, "fifty": 50, "sixty": 60,
-    "ninety": 90, "half an": 0.5, "half a": 0.5, "half": 0.5, "a quarter of an": 0.25, "a couple of": 2,
-    "a few": 3, "couple of": 2,
+    "ninety": 90, "half an": 0.5, "half a": 0.5, "half": 0.5, "a quarter of an": 0.25,
+    "a couple of": 2, "a few": 3, "couple of": 2,
 }  # fmt: skip
 _RELATIVE = re.compile(r"\b(in|from now|after|later|within|ahead|time|hence)\b")
 _DURATION = re.compile(r"\b(for|lasting|lasts|long|duration|over the next|next)\b")
