@@ -31,7 +31,7 @@ class AgentsLMConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     planner: LMConfig = Field(
-        default_factory=lambda: LMConfig(timeout_s=DEFAULT_TIMEOUT_S["planner"])
+        default_factory=lambda: LMConfig(timeout_s=DEFAULT_TIMEOUT_S["planner"], max_tokens=384)
     )
     scheduler: LMConfig = Field(
         default_factory=lambda: LMConfig(timeout_s=DEFAULT_TIMEOUT_S["scheduler"], max_tokens=96)
