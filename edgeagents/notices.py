@@ -382,6 +382,13 @@ def phrase_times(
 # ---- the validator: every intent goes through here ---------------------------------------------
 
 
+def _clip(name: str, value: float, bounds: tuple[float, float], notes: list[str]) -> float:
+    lo, hi = bounds
+    if not lo <= value <= hi:
+        notes.append(f"{name} {value:g} clipped to [{lo:g}, {hi:g}]")
+    return min(max(value, lo), hi)
+
+
 def bounded_intent(
     kind: IntentKind,
     *,
@@ -439,27 +446,16 @@ def bounded_intent(
     if end_s - start_s > MAX_WINDOW_S:
         notes.append(f"window cut to {MAX_WINDOW_S:g} s")
         end_s = start_s + MAX_WINDOW_S
-    if kind == "surge":
-        factor = 2.0 if factor is None else factor
-        lo, hi = FACTOR_RANGE
-        if not lo <= factor <= hi:
-            notes.append(f"factor {factor:g} clipped to [{lo:g}, {hi:g}]")
-            factor = min(max(factor, lo), hi)
-    elif kind == "priority":
-        factor = DEFAULT_PRIORITY_FACTOR if factor is None else factor
-        lo, hi = PRIORITY_RANGE
-        if not lo <= factor <= hi:
-            notes.append(f"priority {factor:g} clipped to [{lo:g}, {hi:g}]")
-            factor = min(max(factor, lo), hi)
+    if kind in ("surge", "priority"):
+        default, bounds = (2.0, FACTOR_RANGE) if kind == "surge" else (
+            DEFAULT_PRIORITY_FACTOR, PRIORITY_RANGE)  # fmt: skip
+        factor = _clip("factor", default if factor is None else factor, bounds, notes)
     else:
         factor = None
     if kind == "target":
         if bound_s is None:
             return nothing("target names no latency bound")
-        lo, hi = BOUND_RANGE_S
-        if not lo <= bound_s <= hi:
-            notes.append(f"bound {bound_s:g} s clipped to [{lo:g}, {hi:g}]")
-            bound_s = min(max(bound_s, lo), hi)
+        bound_s = _clip("bound", bound_s, BOUND_RANGE_S, notes)
     else:
         bound_s = None
     final: IntentPath = "repaired" if path == "lm" and notes else path
