@@ -67,17 +67,22 @@ INTENT_PATHS: dict[str, DecisionPath] = {
 text the LM could not (or, with --llm none, did not) read as the fallback."""
 
 
+NAME_CHARS = 40
+"""Free-string names in the planner's answer are bounded, so a small LM that loops inside a
+string stops there instead of running its answer past the token limit."""
+
+
 class SiteModel(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    site: str
-    model: str
+    site: str = Field(max_length=NAME_CHARS)
+    model: str = Field(max_length=NAME_CHARS)
 
 
 class ModelPriority(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    model: str
+    model: str = Field(max_length=NAME_CHARS)
     priority: float = Field(description="Fairness priority, 1 = neutral.")
 
 
