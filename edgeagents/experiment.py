@@ -205,6 +205,11 @@ def run_agents(
     if with_none and uses_lm:
         policies.append(agents(False))
         names.append("agents-none")
+    if workload is None:  # made here, as compare would, since the window figures need it too
+        from edgeagents.workload import generate_workload
+
+        horizon = scenario.duration_s if duration_s is None else duration_s
+        workload = generate_workload(scenario, duration_s=horizon, seed=seed)
     report, runs = compare(
         scenario, policies, names=names, duration_s=duration_s, seed=seed, workload=workload,
         on_progress=on_progress, charge_decision_time=charge_decision_time,
@@ -213,16 +218,12 @@ def run_agents(
     if "agents-none" in runs:
         costs["agents-none"] = agent_costs(runs["agents-none"], dict.fromkeys(AGENTS, "none"))
     from edgeagents.notices import expected_intents
-    from edgeagents.workload import generate_workload
 
     windows = [
         (i.start_s, i.end_s)
         for i in expected_intents(scenario.notices, scenario)
         if i.start_s is not None and i.end_s is not None
     ]
-    if workload is None:
-        workload = generate_workload(scenario, duration_s=duration_s or scenario.duration_s,
-                                     seed=seed)  # fmt: skip
     run_report = RunReport(
         **report.model_dump(),
         llm=specs,

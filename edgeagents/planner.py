@@ -87,6 +87,7 @@ class ModelPriority(BaseModel):
 
 
 PLANS_HELP = "Plans of your own (moves by site and model), scored beside the menu."
+MOVES_PER_PLAN = 3
 
 
 class PlanMove(BaseModel):
@@ -100,7 +101,7 @@ class PlanMove(BaseModel):
 class OwnPlan(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    moves: list[PlanMove] = Field(default_factory=list, max_length=4)
+    moves: list[PlanMove] = Field(default_factory=list, max_length=MOVES_PER_PLAN)
 
 
 class PlannerAnswer(Choice):
@@ -126,7 +127,9 @@ def _planner_schema(models: tuple[str, ...], sites: tuple[str, ...]) -> type[Pla
         site=(Literal[sites], ...),  # type: ignore[valid-type]
     )
     own = create_model(
-        "OwnPlan", __base__=OwnPlan, moves=(list[move], Field(default_factory=list, max_length=3))
+        "OwnPlan",
+        __base__=OwnPlan,
+        moves=(list[move], Field(default_factory=list, max_length=MOVES_PER_PLAN)),
     )
     return create_model(
         "PlannerAnswer",
@@ -183,7 +186,7 @@ def create_planner(
         remembered = state.get("recalled_plan") or {}
         forecast = remembered_forecast(forecast, remembered)
         intents, baselines, notice_records = read_notices(
-            model, state, sc, forecast, name=name, timeout_s=timeout_s, lm_call=lm_call
+            model, state, sc, forecast, timeout_s=timeout_s, lm_call=lm_call
         )
         now = telemetry.time_s
         ahead = intents_ahead(list(intents.values()), now, horizon_s)
@@ -237,7 +240,6 @@ def read_notices(
     scenario: Scenario,
     forecast: Forecast,
     *,
-    name: str,
     timeout_s: float,
     lm_call: LMCall | None,
 ) -> tuple[dict[str, Intent], dict[str, dict[str, float]], dict[str, AgentRecord]]:
@@ -263,7 +265,6 @@ def read_notices(
         records[f"notices:refused:{k}"] = AgentRecord(
             agent="notices:refused", path="fallback", rationale=error
         )
-    _ = name
     return intents, baselines, records
 
 

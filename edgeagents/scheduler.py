@@ -20,7 +20,7 @@ from edgeagents.agent import (
     scenario_from_config,
 )
 from edgeagents.lmconfig import DEFAULT_TIMEOUT_S
-from edgeagents.notices import draining_sites, intents_ahead
+from edgeagents.notices import draining_sites
 from edgeagents.scenario import Scenario
 from edgeagents.state import ControlState, RoutingPolicy, SiteWeight, Telemetry
 from edgeagents.tools import RoutingCandidate, model_facts, rank_routing
@@ -85,7 +85,7 @@ def create_scheduler(
         intents = list((state.get("intents") or {}).values())
         whatif = WhatIf(
             sc, forecast, telemetry, horizon_s=horizon_s, seed=state.get("cycle", 0),
-            intents=intents_ahead(intents, telemetry.time_s, horizon_s),
+            intents=intents,
             baselines=state.get("intent_baselines"),
         )  # fmt: skip
         menu = rank_routing(whatif, telemetry, sc)

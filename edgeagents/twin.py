@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict
 from edgeagents.bounds import reference_s, standalone_matrix_s
 from edgeagents.city import EpisodeOutcomes, SimulatedCity
 from edgeagents.metrics import jain
-from edgeagents.notices import Intent
+from edgeagents.notices import Intent, intents_ahead
 from edgeagents.policies.routing import ROUTERS
 from edgeagents.scenario import CityEvent, DemandShift, Scenario
 from edgeagents.state import (
@@ -94,7 +94,8 @@ class WhatIf:
         telemetry: Current state: which sites and links are down.
         horizon_s: How far ahead to simulate.
         seed: Seeds the twin's workload.
-        intents: Operator intents: surges and maintenance windows inside the horizon enter
+        intents: Operator intents (any: those acting inside the horizon are kept): surges and
+            maintenance windows inside the horizon enter
             the twin's workload and events; targets and priorities its score.
         baselines: Notice id -> model -> the forecast rate when the notice was read: a
             surge's window has `factor` times that rate (the live forecast may already hold
@@ -114,7 +115,7 @@ class WhatIf:
     ) -> None:
         self.horizon_s = horizon_s
         now = telemetry.time_s
-        self.intents = [i for i in intents if i.window_overlaps(now, now + horizon_s)]
+        self.intents = intents_ahead(intents, now, horizon_s)
         self.scenario = _twin_scenario(
             scenario, forecast, telemetry, horizon_s, self.intents, baselines or {}
         )

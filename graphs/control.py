@@ -73,15 +73,12 @@ def published_notices(
     operator endpoint's (the Ray Serve city), the graph input's; and one line per input
     refused (empty, over-long, not text)."""
     posted, errors = read_notice_inputs(state.get("notices") or [])
-    published = [n for n in scenario.notices if n.publish_s <= now_s]
     operator = getattr(env, "operator_notices", None)
-    if callable(operator):
-        published += [n for n in operator() if n.publish_s <= now_s]
-    published += [n for n in posted if n.publish_s <= now_s]
+    published = [*scenario.notices, *(operator() if callable(operator) else []), *posted]
     read = state.get("intents") or {}
     unread: dict[str, Notice] = {}
     for n in published:
-        if n.id not in read:
+        if n.publish_s <= now_s and n.id not in read:
             unread.setdefault(n.id, n)
     seen = set(state.get("notice_errors_seen") or [])
     return list(unread.values()), [e for e in errors if e not in seen]
