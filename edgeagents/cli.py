@@ -644,12 +644,21 @@ def notices_parse(
     json_out: Annotated[
         bool, typer.Option("--json", help="Print the intent as JSON only.")
     ] = False,
+    kind_reader: Annotated[
+        str,
+        typer.Option(
+            "--kind-reader",
+            help="Who reads the kind: auto (the encoder for a local LM), encoder, lm.",
+        ),
+    ] = "auto",
 ) -> None:
     """Read one notice as the planner does: the intent as JSON (path: lm, repaired, strict or
     none)."""
     from edgeagents.llm import LMConfigError, check_reachable, create_chat_model
     from edgeagents.notices import Notice, NoticeError, extract_intent, notice_from
 
+    if kind_reader not in ("auto", "encoder", "lm"):
+        fail(f"--kind-reader {kind_reader!r}: choose auto, encoder or lm")
     sc = _scenario(scenario)
     try:
         notice: Notice = notice_from({"text": text, "publish_s": at}, "notice")
@@ -666,7 +675,13 @@ def notices_parse(
     except ImportError as e:
         fail(f"reading free text needs the agents extra: pip install 'edgeagents[agents]' "
              f"({e.name} missing)")  # fmt: skip
-    intent, cost = extract_intent(model, notice, sc, timeout_s=cfg.timeout_s)
+    intent, cost = extract_intent(
+        model,
+        notice,
+        sc,
+        timeout_s=cfg.timeout_s,
+        kind_reader=kind_reader,  # type: ignore[arg-type]
+    )
     if intent.refusal is not None:
         fail(f"notice not usable ({intent.path}): {intent.refusal}")
     data = intent.model_dump(mode="json")
@@ -675,7 +690,8 @@ def notices_parse(
         return
     console.print_json(json.dumps(data))
     console.print(
-        f"strict form: {intent.strict()}  ({cost['wall_s']:.2f} s, {cost['tokens']} tokens)",
+        f"strict form: {intent.strict()}  ({cost['wall_s']:.2f} s, {cost['tokens']} tokens"
+        + (f", kind read by the {cost['kind_by']})" if cost["kind_by"] else ")"),
         highlight=False,
     )
 

@@ -338,7 +338,8 @@ def _shared_chat_llamacpp_class() -> type:
     return SharedChatLlamaCpp
 
 
-def _is_local(model: Any) -> bool:
+def is_local_model(model: Any) -> bool:
+    """Whether a chat model runs on a llama.cpp model in this process."""
     import sys
 
     llama_cpp = sys.modules.get("llama_cpp")
@@ -775,7 +776,7 @@ def structured_call(
         stats.error = _one_line(f"bad messages: {type(e).__name__}: {e}")
         return None, stats
 
-    if _is_local(model):
+    if is_local_model(model):
         call: Callable[..., BaseModel | None] = _local_call
     elif _is_openai(model):
         call = _openai_call

@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
-    from edgeagents.notices import Intent
+    from edgeagents.notices import Intent, KindReader
     from edgeagents.scenario import Scenario
 
 MenuAgent = Literal["planner", "scheduler", "deployer"]
@@ -527,13 +527,15 @@ def ask_notice(
     scenario: Scenario,
     *,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    kind_reader: KindReader = "auto",
 ) -> NoticeAnswer:
     """Read one notice as the planner does (`extract_intent`) and compare it with its label."""
     from edgeagents.notices import Notice, extract_intent, same_intent
 
     gold = gold_intent(item, scenario)
+    notice = Notice(text=item.text, publish_s=item.publish_s)
     pred, cost = extract_intent(
-        model, Notice(text=item.text, publish_s=item.publish_s), scenario, timeout_s=timeout_s
+        model, notice, scenario, timeout_s=timeout_s, kind_reader=kind_reader
     )
     return NoticeAnswer(
         index=index, gold_kind=gold.kind, kind=pred.kind, exact=same_intent(pred, gold),
@@ -640,6 +642,7 @@ class LMRow(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     llm: str
+    kind_reader: str = Field("auto", description="Who read the notices' kind (notices.KindReader).")
     menus: MenuPart
     notices: NoticeScores
     menu_cost: CallCost
@@ -683,6 +686,7 @@ def bench_row(
     *,
     seed: int = SHUFFLE_SEED,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    kind_reader: KindReader = "auto",
     on_item: Progress | None = None,
     clock: Callable[[], float] | None = None,
 ) -> LMRow:
@@ -699,11 +703,14 @@ def bench_row(
                 on_item()
     readings: list[NoticeAnswer] = []
     for k, item in enumerate(notices):
-        readings.append(ask_notice(model, item, k, scenario, timeout_s=timeout_s))
+        readings.append(
+            ask_notice(model, item, k, scenario, timeout_s=timeout_s, kind_reader=kind_reader)
+        )
         if on_item is not None:
             on_item()
     return LMRow(
-        llm=llm, menus=menu_part(answers, menus), notices=notice_scores(readings),
+        llm=llm, kind_reader=kind_reader, menus=menu_part(answers, menus),
+        notices=notice_scores(readings),
         menu_cost=call_cost(answers), notice_cost=call_cost(readings), wall_s=now() - t0,
         menu_answers=answers, notice_answers=readings,
     )  # fmt: skip

@@ -47,6 +47,14 @@ def bench_llm(
         Path | None,
         typer.Option(help="Labelled notices (default: the shipped notices-bristol.jsonl)."),
     ] = None,
+    kind_reader: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--kind-reader",
+            help="Who reads a notice's kind, repeatable (a row per LM and reader): auto (the "
+            "encoder for a local LM), encoder, lm.",
+        ),
+    ] = None,
 ) -> None:
     """Each LM on the agents' own tasks, offline: menu choice (as shown and shuffled) on menus
     recorded from real runs, notice extraction on a labelled set, and what each call cost."""
@@ -67,6 +75,10 @@ def bench_llm(
     from edgeagents.scenario import ScenarioError, load_scenario
 
     specs = list(llm or DEFAULT_LLMS)
+    readers = list(dict.fromkeys(kind_reader or ["auto"]))
+    for r in readers:
+        if r not in ("auto", "encoder", "lm"):
+            fail(f"--kind-reader {r!r}: choose auto, encoder or lm")
     try:
         for spec in specs:
             parse_llm_spec(spec)
@@ -98,16 +110,19 @@ def bench_llm(
     per_row = 2 * len(menu_set) + len(notice_set)
     with _progress("items") as progress:
         for spec in specs:
-            task = progress.add_task(spec, total=per_row)
             try:
                 model = create_chat_model(spec, max_tokens=256, instance="bench")
             except LMConfigError as e:
                 fail(str(e))
-            row = bench_row(
-                spec, model, menu_set, notice_set, scenario, seed=SHUFFLE_SEED,
-                timeout_s=timeout_s, on_item=lambda t=task: progress.advance(t),
-            )  # fmt: skip
-            rows.append(row)
+            for reader in readers if model is not None else ["auto"]:
+                name = spec if reader == "auto" else f"{spec} kind={reader}"
+                task = progress.add_task(name, total=per_row)
+                row = bench_row(
+                    name, model, menu_set, notice_set, scenario, seed=SHUFFLE_SEED,
+                    timeout_s=timeout_s, kind_reader=reader,  # type: ignore[arg-type]
+                    on_item=lambda t=task: progress.advance(t),
+                )  # fmt: skip
+                rows.append(row)
     report = LLMBenchReport(
         menus_file=str(menus_path), menus_sha1=file_sha1(menus_path),
         notices_file=str(notices_path), notices_sha1=file_sha1(notices_path),

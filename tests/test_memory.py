@@ -124,9 +124,9 @@ def text_store(tmp_path_factory):
     """A text store built, with the model loaded from scratch, while sockets are blocked."""
     from pytest_socket import disable_socket, enable_socket
 
-    import memory.embed
+    import edgeagents.encoder
 
-    memory.embed._model = None
+    edgeagents.encoder._encoder = None
     disable_socket()
     try:
         store = ExperienceStore(tmp_path_factory.mktemp("mem") / "store", embedding="text")
