@@ -13,7 +13,9 @@ reaches them by name with `serve.get_deployment_handle`.
 # No `from __future__ import annotations` here: FastAPI reads the route methods' annotations
 # at class creation, through Serve's class-based view, and needs them as real types.
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from types import MethodType
+from typing import Any, NamedTuple, TypeVar
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -24,7 +26,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from edgeagents.scenario import load_scenario
-from edgeagents.state import RoutingPolicy
 from serving.config import (
     BACKEND_FOR_KIND,
     GATEWAY_APP,
@@ -34,7 +35,7 @@ from serving.config import (
     site_resource,
 )
 from serving.gateway import Gateway
-from serving.protocol import OpenAIError, validate_request
+from serving.protocol import OpenAIError
 from serving.server import ModelServer
 
 logger = logging.getLogger(__name__)
@@ -44,7 +45,13 @@ _HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
 
 def create_api() -> FastAPI:
     """The FastAPI app of the gateway, with every error answered as OpenAI-style JSON."""
-    api = FastAPI(title="edgeagents gateway", docs_url=None, redoc_url=None, openapi_url=None)
+    api = FastAPI(
+        title="edgeagents gateway",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        redirect_slashes=False,  # '/v1/models/' is a 404 as at OpenAI, not a 307 to follow
+    )
 
     @api.exception_handler(OpenAIError)
     async def _openai_error(request: Request, exc: OpenAIError) -> Response:
@@ -78,53 +85,88 @@ def create_api() -> FastAPI:
 api = create_api()
 
 
+class GatewayRoute(NamedTuple):
+    """One route of the ingress: HTTP method, path, and the `GatewayIngress` function."""
+
+    method: str
+    path: str
+    endpoint: Callable[..., Awaitable[Response]]
+
+
+GATEWAY_ROUTES: list[GatewayRoute] = []
+"""Every route of `GatewayIngress`, in the order mounted: `create_gateway_api` mounts the same
+functions on an in-process app."""
+
+_Endpoint = TypeVar("_Endpoint", bound=Callable[..., Awaitable[Response]])
+
+
+def _route(method: str, path: str) -> Callable[[_Endpoint], _Endpoint]:
+    """`@api.api_route(path, methods=[method])` (what `@api.post(path)` does), recorded in
+    `GATEWAY_ROUTES`."""
+
+    def mount(endpoint: _Endpoint) -> _Endpoint:
+        GATEWAY_ROUTES.append(GatewayRoute(method, path, endpoint))
+        return api.api_route(path, methods=[method])(endpoint)
+
+    return mount
+
+
 @serve.ingress(api)
 class GatewayIngress(Gateway):
     """The gateway as a FastAPI ingress: OpenAI routes under /v1, operator notices under
     /v1/operator (bearer token), control under /admin."""
 
-    @api.post("/v1/chat/completions")
+    @_route("POST", "/v1/chat/completions")
     async def _chat(self, request: Request) -> Response:
         return await self.guarded(self.chat_completions, request)
 
-    @api.post("/v1/images/generations")
+    @_route("POST", "/v1/images/generations")
     async def _images(self, request: Request) -> Response:
         return await self.guarded(self.images_generations, request)
 
-    @api.post("/v1/audio/transcriptions")
+    @_route("POST", "/v1/audio/transcriptions")
     async def _transcriptions(self, request: Request) -> Response:
         return await self.guarded(self.audio_transcriptions, request)
 
-    @api.get("/v1/models")
+    @_route("GET", "/v1/models")
     async def _models(self) -> Response:
         return self.list_models()
 
-    @api.post("/v1/operator/notices")
+    @_route("POST", "/v1/operator/notices")
     async def _post_notice(self, request: Request) -> Response:
         return await self.guarded(self.post_notice, request)
 
-    @api.get("/v1/operator/notices")
+    @_route("GET", "/v1/operator/notices")
     async def _get_notices(self, request: Request) -> Response:
         return await self.guarded(self.get_notices, request)
 
-    @api.get("/admin/routing")
+    @_route("GET", "/admin/routing")
     async def _get_routing(self) -> Response:
         return JSONResponse(self.policy.model_dump())
 
-    @api.put("/admin/routing")
+    @_route("PUT", "/admin/routing")
     async def _put_routing(self, request: Request) -> Response:
-        policy = validate_request(RoutingPolicy, await self._json_body(request))
-        return JSONResponse(self.set_policy(policy))
+        return await self.guarded(self.put_routing, request)
 
-    @api.get("/admin/telemetry")
+    @_route("GET", "/admin/telemetry")
     async def _telemetry(self, since_s: float = 0.0) -> Response:
         snap = await self.snapshot()
         snap["requests"] = self.records(since_s)
         return JSONResponse(snap)
 
-    @api.get("/healthz")
+    @_route("GET", "/healthz")
     async def _health(self) -> Response:
         return JSONResponse({"ok": True})
+
+
+def create_gateway_api(gateway: Gateway) -> FastAPI:
+    """The ingress's routes and error handlers on a fresh app, bound to `gateway`: the
+    production HTTP surface in-process, without Serve or a Ray cluster (fuzzing, tests). The
+    route functions use only `Gateway`'s methods, so any `Gateway` will do."""
+    app = create_api()
+    for route in GATEWAY_ROUTES:
+        app.add_api_route(route.path, MethodType(route.endpoint, gateway), methods=[route.method])
+    return app
 
 
 def gateway_deployment_options(config: GatewayConfig) -> dict[str, Any]:

@@ -31,6 +31,9 @@ if TYPE_CHECKING:
     from serving.config import ModelServerConfig
 
 SAMPLE_RATE_HZ = 16_000
+MAX_AUDIO_S = 600.0
+"""Longest audio `decode_wav` takes: the declared rate sets the resampled size, so a short file
+claiming 1 Hz would otherwise ask for gigabytes at 16 kHz."""
 _SYN_VOCAB = 256
 
 
@@ -106,6 +109,7 @@ def decode_wav(data: bytes) -> np.ndarray:
     dtype = {1: np.uint8, 2: np.int16, 4: np.int32}.get(width)
     if dtype is None or rate <= 0:
         raise EngineError(f"unsupported WAV: {width * 8}-bit at {rate} Hz")
+    frames = frames[: len(frames) - len(frames) % (width * channels)]  # a cut-off last frame
     x = np.frombuffer(frames, dtype=dtype).astype(np.float32)
     if width == 1:
         x = (x - 128.0) / 128.0
@@ -114,6 +118,8 @@ def decode_wav(data: bytes) -> np.ndarray:
     x = x.reshape(-1, channels).mean(axis=1)
     if x.size == 0:
         raise EngineError("audio holds no samples")
+    if x.size / rate > MAX_AUDIO_S:
+        raise EngineError(f"audio of {x.size / rate:.0f} s at {rate} Hz is over {MAX_AUDIO_S:g} s")
     if rate != SAMPLE_RATE_HZ:
         n = max(1, round(x.size * SAMPLE_RATE_HZ / rate))
         x = np.interp(np.linspace(0, x.size - 1, n), np.arange(x.size), x).astype(np.float32)

@@ -21,6 +21,8 @@ import json
 import math
 import os
 import random
+import re
+import sys
 import threading
 import time
 import uuid
@@ -238,6 +240,21 @@ class Gateway:
             )
         data = [{"id": n.id, **n.model_dump()} for n in self._held_notices(since_s)]
         return JSONResponse({"object": "list", "data": data, "clock_s": self.clock_s})
+
+    async def put_routing(self, request: Request) -> Response:
+        """PUT /admin/routing: replace the routing policy. Weights must be finite: an infinite
+        one would be held, and every later answer that shows the policy could not be JSON."""
+        policy = validate_request(RoutingPolicy, await self._json_body(request))
+        for model, weights in policy.routes.items():
+            for i, w in enumerate(weights):
+                if not math.isfinite(w.weight):
+                    raise OpenAIError(
+                        400,
+                        f"routes.{model}.{i}.weight: {w.weight} is not a finite number",
+                        code="invalid_value",
+                        param=f"routes.{model}.{i}.weight",
+                    )
+        return JSONResponse(self.set_policy(policy))
 
     async def snapshot(self) -> dict[str, Any]:
         """Policy, placement, in-flight counts, and each model server's own figures."""
@@ -462,7 +479,7 @@ class Gateway:
     async def _json_body(self, request: Request) -> Any:
         body = await self._body(request)
         try:
-            return json.loads(body)
+            data = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise OpenAIError(
                 400, f"request body is not valid JSON: {e}", code="invalid_json"
@@ -471,11 +488,28 @@ class Gateway:
             raise OpenAIError(
                 400, "request body is not valid JSON: nested too deeply", code="invalid_json"
             ) from None
+        except ValueError:  # a number literal longer than Python converts to an int
+            raise OpenAIError(
+                400,
+                "request body is not valid JSON: a number has more than "
+                f"{sys.get_int_max_str_digits()} digits",
+                code="invalid_json",
+            ) from None
+        if _SURROGATE_ESCAPE.search(body) or b"\x00" in body:  # NUL: UTF-16 or UTF-32 JSON
+            bad = _lone_surrogate(data)
+            if bad is not None:
+                raise OpenAIError(
+                    400,
+                    f"request body is not valid JSON text: the string {bad[:40]!r} holds a "
+                    "lone UTF-16 surrogate escape, which is no Unicode character",
+                    code="invalid_json",
+                )
+        return data
 
     async def _body(self, request: Request) -> bytes:
         limit = self.config.max_body_bytes
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
+        declared = request.headers.get("content-length", "")
+        if declared.isascii() and declared.isdigit() and int(declared) > limit:
             raise OpenAIError(
                 413, f"request body of {declared} bytes is over {limit}", code="payload_too_large"
             )
@@ -570,7 +604,8 @@ class Gateway:
         px = None
         if req.size:
             w, _, h = req.size.partition("x")
-            if not (w.isdigit() and h.isdigit() and w == h and 8 <= int(w) <= 2048):
+            digits = w.isascii() and w.isdigit() and w == h  # '²'.isdigit(), but int('²') fails
+            if not (digits and 8 <= int(w) <= 2048):
                 raise OpenAIError(
                     400,
                     f"size {req.size!r}: use a square 'NxN' with 8 <= N <= 2048",
@@ -657,6 +692,29 @@ class Gateway:
                 }
             )
         return JSONResponse({"object": "list", "data": data})
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+"""A JSON escape of a UTF-16 surrogate: paired, it is one character; alone, a string no
+UTF-8 encoder (tokenizer, JSON answer, notice id) takes."""
+
+
+def _lone_surrogate(value: Any) -> str | None:
+    """The first string (value or key) of decoded JSON that holds a lone surrogate."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            try:
+                v.encode()
+            except UnicodeEncodeError:
+                return v
+        elif isinstance(v, list):
+            stack.extend(v)
+        elif isinstance(v, dict):
+            stack.extend(v)
+            stack.extend(v.values())
+    return None
 
 
 def _unauthorized(message: str, code: str) -> OpenAIError:

@@ -125,8 +125,16 @@ def images_of(messages: list[ChatMessage]) -> list[bytes]:
         for part in m.content:
             if part.get("type") != "image_url":
                 continue
-            url = (part.get("image_url") or {}).get("url", "")
-            if not url.startswith("data:") or "," not in url:
+            image = part.get("image_url")
+            if not isinstance(image, dict):
+                raise OpenAIError(
+                    400,
+                    'image_url must be an object {"url": "data:..."}',
+                    code="invalid_image_url",
+                    param="messages",
+                )
+            url = image.get("url")
+            if not isinstance(url, str) or not url.startswith("data:") or "," not in url:
                 raise OpenAIError(
                     400,
                     "image_url must be a data: URL (base64); the gateway fetches nothing",
