@@ -243,8 +243,11 @@ class Telemetry(_Frozen):
 
 
 class SiteWeight(_Frozen):
+    """A site's share of a model's prompts: finite, since the router samples by it and every
+    answer that shows the policy is JSON."""
+
     site: str
-    weight: float = Field(ge=0)
+    weight: float = Field(ge=0, allow_inf_nan=False)
 
 
 class RoutingPolicy(_Frozen):

@@ -242,18 +242,8 @@ class Gateway:
         return JSONResponse({"object": "list", "data": data, "clock_s": self.clock_s})
 
     async def put_routing(self, request: Request) -> Response:
-        """PUT /admin/routing: replace the routing policy. Weights must be finite: an infinite
-        one would be held, and every later answer that shows the policy could not be JSON."""
+        """PUT /admin/routing: replace the routing policy (weights finite: `SiteWeight`)."""
         policy = validate_request(RoutingPolicy, await self._json_body(request))
-        for model, weights in policy.routes.items():
-            for i, w in enumerate(weights):
-                if not math.isfinite(w.weight):
-                    raise OpenAIError(
-                        400,
-                        f"routes.{model}.{i}.weight: {w.weight} is not a finite number",
-                        code="invalid_value",
-                        param=f"routes.{model}.{i}.weight",
-                    )
         return JSONResponse(self.set_policy(policy))
 
     async def snapshot(self) -> dict[str, Any]:
