@@ -655,10 +655,10 @@ def notices_parse(
     """Read one notice as the planner does: the intent as JSON (path: lm, repaired, strict or
     none)."""
     from edgeagents.llm import LMConfigError, check_reachable, create_chat_model
-    from edgeagents.notices import Notice, NoticeError, extract_intent, notice_from
+    from edgeagents.notices import KIND_READERS, Notice, NoticeError, extract_intent, notice_from
 
-    if kind_reader not in ("auto", "encoder", "lm"):
-        fail(f"--kind-reader {kind_reader!r}: choose auto, encoder or lm")
+    if kind_reader not in KIND_READERS:
+        fail(f"--kind-reader {kind_reader!r}: choose {', '.join(KIND_READERS)}")
     sc = _scenario(scenario)
     try:
         notice: Notice = notice_from({"text": text, "publish_s": at}, "notice")

@@ -72,13 +72,14 @@ def bench_llm(
         load_menus,
         menus_by_agent,
     )
+    from edgeagents.notices import KIND_READERS
     from edgeagents.scenario import ScenarioError, load_scenario
 
     specs = list(llm or DEFAULT_LLMS)
     readers = list(dict.fromkeys(kind_reader or ["auto"]))
     for r in readers:
-        if r not in ("auto", "encoder", "lm"):
-            fail(f"--kind-reader {r!r}: choose auto, encoder or lm")
+        if r not in KIND_READERS:
+            fail(f"--kind-reader {r!r}: choose {', '.join(KIND_READERS)}")
     try:
         for spec in specs:
             parse_llm_spec(spec)

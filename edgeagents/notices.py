@@ -846,6 +846,7 @@ KindReader = Literal["auto", "encoder", "lm"]
 """Who reads a notice's kind: the embedded sentence encoder (`edgeagents.notice_kinds`), or
 the chat LM in the same answer as the fields. `auto`: the encoder for a local llama.cpp model
 (a 135M model picks the kind no better than chance), the LM otherwise."""
+KIND_READERS: tuple[str, ...] = get_args(KindReader)
 
 
 def _kind_by(model: BaseChatModel, kind_reader: KindReader) -> Literal["encoder", "lm"]:

@@ -46,6 +46,7 @@ from serving.app import create_gateway_api
 from serving.config import BACKEND_FOR_KIND, ModelServerConfig
 from serving.engines import EngineError
 from serving.gateway import OPERATOR_TOKEN_ENV, Gateway
+from serving.loadgen import png, wav
 from serving.server import ModelServer
 
 Category = Literal[
@@ -73,9 +74,6 @@ MAX_BODY_BYTES = 65_536
 DEFAULT_TIMEOUT_S = 10.0
 """Per-request wait before an answer counts as a hang (above the gateway's own 5 s call
 timeout, so a slow model call shows as its 504, not as a hang)."""
-PNG_1PX = base64.b64decode(
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
-)
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _ORIGIN = "http://gateway"
 
@@ -246,8 +244,7 @@ def _headers(args: tuple[bool, Any]) -> tuple[tuple[str, str], ...]:
 
 
 def _data_url() -> st.SearchStrategy[Any]:
-    png = "data:image/png;base64," + base64.b64encode(PNG_1PX).decode()
-    return st.just(png) | st.one_of(
+    return st.just(_png_url()) | st.one_of(
         st.binary(max_size=24).map(
             lambda b: "data:image/png;base64," + base64.b64encode(b).decode()
         ),
@@ -308,27 +305,30 @@ def _image_fields(models: st.SearchStrategy[Any]) -> dict[str, st.SearchStrategy
     }
 
 
-def _chat_case(cat: _Catalogue, category: Category, models: st.SearchStrategy[Any]) -> Any:
-    body = _object(_chat_fields(models)).map(_dumps)
+def _json_post(
+    cat: _Catalogue, category: Category, path: str, fields: dict[str, st.SearchStrategy[Any]]
+) -> st.SearchStrategy[FuzzCase]:
+    """A POST of a JSON object drawn field by field (`_object`)."""
     return st.builds(
         FuzzCase,
         category=st.just(category),
         method=st.just("POST"),
-        path=st.just("/v1/chat/completions"),
+        path=st.just(path),
         headers=_json_headers(cat),
-        body=body,
+        body=_object(fields).map(_dumps),
     )
 
 
-def _images_case(cat: _Catalogue, category: Category, models: st.SearchStrategy[Any]) -> Any:
-    return st.builds(
-        FuzzCase,
-        category=st.just(category),
-        method=st.just("POST"),
-        path=st.just("/v1/images/generations"),
-        headers=_json_headers(cat),
-        body=_object(_image_fields(models)).map(_dumps),
-    )
+def _chat_case(
+    cat: _Catalogue, category: Category, models: st.SearchStrategy[Any]
+) -> st.SearchStrategy[FuzzCase]:
+    return _json_post(cat, category, "/v1/chat/completions", _chat_fields(models))
+
+
+def _images_case(
+    cat: _Catalogue, category: Category, models: st.SearchStrategy[Any]
+) -> st.SearchStrategy[FuzzCase]:
+    return _json_post(cat, category, "/v1/images/generations", _image_fields(models))
 
 
 @st.composite
@@ -344,6 +344,15 @@ def _wav(draw: st.DrawFn) -> bytes:
     pattern = draw(st.binary(min_size=1, max_size=16))
     data = (pattern * (size // len(pattern) + 1))[:size]
     declared = max(0, len(data) + draw(_mostly(st.just(0), st.sampled_from([-1, 7, 2**20]))))
+    return riff_wav(data, channels=channels, width=width, rate=rate, tag=tag, declared=declared)
+
+
+def riff_wav(
+    data: bytes, *, channels: int, width: int, rate: int, tag: int = 1, declared: int | None = None
+) -> bytes:
+    """A RIFF/WAVE file around `data`, its header fields as given (wrapped to their sizes, so a
+    lying header can be written); `declared`: the data size the header claims (else the true
+    one)."""
     fmt = struct.pack(
         "<HHIIHH",
         tag,
@@ -353,19 +362,14 @@ def _wav(draw: st.DrawFn) -> bytes:
         (channels * width) % 2**16,
         (width * 8) % 2**16,
     )
+    size = len(data) if declared is None else declared
     chunks = b"WAVEfmt " + struct.pack("<I", len(fmt)) + fmt
-    chunks += b"data" + struct.pack("<I", declared % 2**32) + data
+    chunks += b"data" + struct.pack("<I", size % 2**32) + data
     return b"RIFF" + struct.pack("<I", len(chunks)) + chunks
 
 
-def wav_bytes(seconds: float = 0.1, rate: int = 16_000) -> bytes:
-    """A valid 16-bit mono WAV tone."""
-    t = np.arange(int(rate * seconds)) / rate
-    pcm = (np.sin(2 * np.pi * 440 * t) * 8000).astype("<i2").tobytes()
-    fmt = struct.pack("<HHIIHH", 1, 1, rate, rate * 2, 2, 16)
-    chunks = b"WAVEfmt " + struct.pack("<I", len(fmt)) + fmt
-    chunks += b"data" + struct.pack("<I", len(pcm)) + pcm
-    return b"RIFF" + struct.pack("<I", len(chunks)) + chunks
+def _png_url() -> str:
+    return "data:image/png;base64," + base64.b64encode(png()).decode()
 
 
 _BOUNDARY = st.text(string.ascii_letters + string.digits + "'()+_,-./:=?", min_size=1, max_size=70)
@@ -576,7 +580,7 @@ def _wrong_content_type(draw: st.DrawFn, cat: _Catalogue) -> FuzzCase:
         whisper = cat.of("speech-to-text")[0]
         body = multipart(
             [
-                ("file", "speech.wav", "audio/wav", wav_bytes()),
+                ("file", "speech.wav", "audio/wav", wav(0.1)),
                 ("model", None, None, whisper.encode()),
             ],
             "fuzzboundary",
@@ -770,8 +774,8 @@ class FakeEngine:
             return {"text": "fuzz", "completion_tokens": 1}
         if self.backend == "diffusers":
             _tokens(r["prompt"])
-            png = base64.b64encode(PNG_1PX).decode("ascii")
-            return {"images_b64": [png] * int(r.get("n") or 1)}
+            picture = base64.b64encode(png()).decode("ascii")
+            return {"images_b64": [picture] * int(r.get("n") or 1)}
         np.frombuffer(r["audio_f32"], dtype=np.float32)
         return {"text": "fuzz"}
 
@@ -920,7 +924,7 @@ def _pieces(body: bytes, size: int = 8192) -> AsyncIterator[bytes]:
 
 def _health_cases(cat: _Catalogue) -> list[tuple[FuzzCase, Callable[[Any], bool]]]:
     """Valid requests of every endpoint and what their answer must hold."""
-    png = "data:image/png;base64," + base64.b64encode(PNG_1PX).decode()
+    png = _png_url()
     json_h = (("content-type", "application/json"),)
     auth_h = (*json_h, ("authorization", f"Bearer {FUZZ_TOKEN}"))
     hello = [{"role": "user", "content": "hello"}]
@@ -935,7 +939,7 @@ def _health_cases(cat: _Catalogue) -> list[tuple[FuzzCase, Callable[[Any], bool]
     ]
     upload = multipart(
         [
-            ("file", "speech.wav", "audio/wav", wav_bytes()),
+            ("file", "speech.wav", "audio/wav", wav(0.1)),
             ("model", None, None, cat.of("speech-to-text")[0].encode()),
         ],
         "healthboundary",

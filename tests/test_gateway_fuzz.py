@@ -7,7 +7,6 @@ non-4xx answer) the fuzzing found."""
 from __future__ import annotations
 
 import json
-import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,9 +34,10 @@ from serving.fuzz import (
     fuzz_gateway,
     main,
     multipart,
+    riff_wav,
     violation,
-    wav_bytes,
 )
+from serving.loadgen import wav
 
 JSON = (("content-type", "application/json"),)
 AUTH = (*JSON, ("authorization", f"Bearer {FUZZ_TOKEN}"))
@@ -224,11 +224,7 @@ def test_an_infinite_routing_weight_is_a_400_and_is_not_held(
 
 def _wav(channels: int, rate: int, pcm: bytes, declared: int | None = None) -> bytes:
     """16-bit PCM; `declared`: the data size the header claims (the true one if None)."""
-    fmt = struct.pack("<HHIIHH", 1, channels, rate, rate * channels * 2, channels * 2, 16)
-    chunks = b"WAVEfmt " + struct.pack("<I", len(fmt)) + fmt
-    size = len(pcm) if declared is None else declared
-    chunks += b"data" + struct.pack("<I", size) + pcm
-    return b"RIFF" + struct.pack("<I", len(chunks)) + chunks
+    return riff_wav(pcm, channels=channels, width=2, rate=rate, declared=declared)
 
 
 def _transcribe(gw: GatewayHarness, audio: bytes) -> FuzzAnswer:
@@ -270,7 +266,7 @@ def test_a_trailing_slash_is_a_404_not_a_redirect(
 
 def test_valid_requests_of_every_endpoint_succeed(gw: GatewayHarness) -> None:
     assert gw.unhealthy() == []
-    body = multipart([("file", "a.wav", "audio/wav", wav_bytes())], "b")
+    body = multipart([("file", "a.wav", "audio/wav", wav(0.1))], "b")
     headers = (("content-type", "multipart/form-data; boundary=b"),)
     answer = _send(gw, "POST", "/v1/audio/transcriptions", body, headers)
     assert answer.status == 200 and json.loads(answer.body)["text"] == "fuzz"
