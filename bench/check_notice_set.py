@@ -7,7 +7,7 @@ Each line of the set (default `edgeagents/data/notices-bristol.jsonl`) is one JS
     {"text": "...", "publish_s": 300, "expect": "surge model=... from=... to=... x3",
      "tags": ["surge", "relative-time"]}
 
-`expect` is the gold intent in the strict form (`edgeagents.notices.parse_strict`), times
+`expect` is the gold intent in the strict form (`edgeagents.agents.notices.parse_strict`), times
 absolute. A line fails (exit 1, naming it) when its fields are malformed, its `text` is itself
 in the strict form (the set is free text), its `expect` does not parse or parses with notes
 (unknown names, a start before the notice, a clipped factor or a cut window: the gold is
@@ -28,15 +28,10 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from edgeagents.notices import (
-    NameIndex,
-    Notice,
-    NoticeError,
-    looks_strict,
-    normalize,
-    parse_strict,
-)
-from edgeagents.scenario import load_scenario
+from edgeagents.agents.notice_names import NameIndex, normalize
+from edgeagents.core.notice import Notice, NoticeError
+from edgeagents.core.notice_form import looks_strict, parse_strict
+from edgeagents.core.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_FILE = ROOT / "edgeagents" / "data" / "notices-bristol.jsonl"

@@ -25,7 +25,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edgeagents.llmbench import (  # noqa: E402
+from edgeagents.experiments.llmbench import (  # noqa: E402
     MENU_AGENTS,
     SCHEMA_AGENT,
     Menu,
@@ -63,7 +63,7 @@ class Recorder:
     def __call__(
         self, model: Any, schema: type, messages: list[tuple[str, str]], *, timeout_s: float
     ) -> tuple[None, Any]:
-        from edgeagents.llm import LMCallStats
+        from edgeagents.agents.llm import LMCallStats
 
         name = schema.__name__
         with self._lock:  # deployers run in parallel threads
@@ -97,11 +97,11 @@ def record_run(
 ) -> float:
     """One agents run (as `--llm none`, decisions charged `DECISION_S`), with the planning
     epoch set to `epoch_s` if given (as `bench adaptation --epoch` does); its wall time, s."""
-    from edgeagents.driver import run_episode
-    from edgeagents.experiment import UNBOUNDED_WALL_S
+    from edgeagents.core.scenario import load_scenario
+    from edgeagents.experiments.driver import run_episode
+    from edgeagents.experiments.run import UNBOUNDED_WALL_S
     from edgeagents.policies import ROUTERS
-    from edgeagents.scenario import load_scenario
-    from edgeagents.workload import generate_workload
+    from edgeagents.sim.workload import generate_workload
     from graphs.controller import AgentsController
 
     path = ROOT / scenario_name
@@ -178,9 +178,9 @@ def readme(
         "A menu is kept when its prompt shows at least two options; of each agent kind at most",
         f"{per_agent}, those whose id hashes lowest (sha1).",
         "",
-        "One JSON object a line (`edgeagents.llmbench.Menu`): agent, scenario, seed, sim time,",
-        "system and user text as sent, answer schema name, options (the line after its number;",
-        "planner and scheduler lines with the twin's predicted mean latency and Jain, and",
+        "One JSON object a line (`edgeagents.experiments.llmbench.Menu`): agent, scenario, seed,",
+        "sim time, system and user text as sent, answer schema name, options (the line after its",
+        "number; planner and scheduler lines with the twin's predicted mean latency and Jain, and",
         "score = mean * (1 + 3 * max(0, 0.93 - jain))), and `best`, the 0-based index of the",
         "lowest score (deployer menus show no predictions: their best is the tools' first).",
         "",

@@ -19,13 +19,13 @@ import inspect
 
 import numpy as np
 
-from edgeagents.adaptation import AdaptationSettings, shift_scenario
-from edgeagents.city import SimulatedCity
-from edgeagents.planner import create_planner
+from edgeagents.agents.planner import create_planner
+from edgeagents.agents.twin import WhatIf, forecast_demand
+from edgeagents.core.scenario import load_scenario
+from edgeagents.experiments.adaptation import AdaptationSettings, shift_scenario
 from edgeagents.policies import ROUTERS
-from edgeagents.scenario import load_scenario
-from edgeagents.twin import WhatIf, forecast_demand
-from edgeagents.workload import generate_workload
+from edgeagents.sim.city import SimulatedCity
+from edgeagents.sim.workload import generate_workload
 from graphs.memory_nodes import window_outcome
 
 

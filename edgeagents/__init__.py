@@ -5,14 +5,9 @@ latency model and profiles, baseline policies, metrics and the CLI. It imports n
 or LLM client at module level.
 """
 
-from edgeagents.bench import BenchReport, compare
-from edgeagents.city import EpisodeOutcomes, SimulatedCity
-from edgeagents.driver import EpisodeRun, run_episode
-from edgeagents.env import Environment
-from edgeagents.metrics import PolicyResult, jain, jain_rescaled, summarize
-from edgeagents.policies import BASELINES, POLICIES, ROUTERS, Controller, PolicySpec, Router
-from edgeagents.scenario import Scenario, ScenarioError, load_scenario
-from edgeagents.state import (
+from edgeagents.core.env import Environment
+from edgeagents.core.scenario import Scenario, ScenarioError, load_scenario
+from edgeagents.core.state import (
     ApplyReport,
     Decision,
     Deployment,
@@ -23,7 +18,12 @@ from edgeagents.state import (
     RoutingPolicy,
     Telemetry,
 )
-from edgeagents.workload import Workload, generate_workload, load_trace
+from edgeagents.experiments.bench import BenchReport, compare
+from edgeagents.experiments.driver import EpisodeRun, run_episode
+from edgeagents.policies import BASELINES, POLICIES, ROUTERS, Controller, PolicySpec, Router
+from edgeagents.sim.city import EpisodeOutcomes, SimulatedCity
+from edgeagents.sim.metrics import PolicyResult, jain, jain_rescaled, summarize
+from edgeagents.sim.workload import Workload, generate_workload, load_trace
 
 __all__ = [
     "BASELINES",

@@ -14,11 +14,11 @@ from typing import Annotated
 from langgraph.graph import END, START, StateGraph
 
 from edgeagents import Decision, generate_workload, load_scenario
-from edgeagents.city import SimulatedCity
-from edgeagents.planner import create_planner
+from edgeagents.agents.planner import create_planner
+from edgeagents.agents.scheduler import create_scheduler
+from edgeagents.core.state import ControlState, merge_by_key
 from edgeagents.policies import ROUTERS
-from edgeagents.scheduler import create_scheduler
-from edgeagents.state import ControlState, merge_by_key
+from edgeagents.sim.city import SimulatedCity
 
 
 class AuditedState(ControlState, total=False):

@@ -11,14 +11,14 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
 
-from edgeagents.agent import LMCall
-from edgeagents.deployer import create_deployer
-from edgeagents.env import Environment, decision_delay_s
-from edgeagents.notices import Notice, read_notice_inputs, replan_due
-from edgeagents.planner import create_planner
-from edgeagents.scenario import Scenario, load_scenario
-from edgeagents.scheduler import create_scheduler
-from edgeagents.state import ControlState, Decision
+from edgeagents.agents.agent import LMCall
+from edgeagents.agents.deployer import create_deployer
+from edgeagents.agents.planner import create_planner
+from edgeagents.agents.scheduler import create_scheduler
+from edgeagents.core.env import Environment, decision_delay_s
+from edgeagents.core.notice import Notice, read_notice_inputs, replan_due
+from edgeagents.core.scenario import Scenario, load_scenario
+from edgeagents.core.state import ControlState, Decision
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -30,9 +30,9 @@ EnvFactory = Callable[[Scenario], Environment]
 
 def default_env(scenario: Scenario) -> Environment:
     """A fresh simulated city on the scenario, one control tick in (what Studio runs)."""
-    from edgeagents.city import SimulatedCity
     from edgeagents.policies import ROUTERS
-    from edgeagents.workload import generate_workload
+    from edgeagents.sim.city import SimulatedCity
+    from edgeagents.sim.workload import generate_workload
 
     workload = generate_workload(scenario, duration_s=scenario.duration_s, seed=0)
     city = SimulatedCity(scenario, workload, ROUTERS.create("weighted"))
@@ -111,7 +111,7 @@ def create_control_graph(
         scenario: The city; None reads `config["configurable"]["scenario"]`, else `bristol`.
         env_factory: Makes an environment when the run's config carries none.
         state_schema: The state TypedDict; must have ControlState's fields and reducers.
-        lm_call: Replaces `edgeagents.llm.structured_call` (tests).
+        lm_call: Replaces `edgeagents.agents.llm.structured_call` (tests).
         planner_kwargs: Extra keyword arguments of `create_planner`.
         scheduler_kwargs: Extra keyword arguments of `create_scheduler`.
         lm_timeouts_s: LM call limit per agent ("planner", "scheduler", "deployer").
@@ -246,7 +246,7 @@ def _check_state_schema(schema: type) -> None:
     if missing:
         raise TypeError(
             f"state_schema {schema.__name__} lacks {', '.join(missing)}: subclass "
-            "edgeagents.state.ControlState to add your own fields"
+            "edgeagents.core.state.ControlState to add your own fields"
         )
     for field in ("pending", "actions", "records"):
         if getattr(hints[field], "__metadata__", None) != getattr(
@@ -254,5 +254,5 @@ def _check_state_schema(schema: type) -> None:
         ):
             raise TypeError(
                 f"state_schema {schema.__name__}.{field} needs the reducer of ControlState "
-                "(edgeagents.state.merge_by_key): parallel deployers write it"
+                "(edgeagents.core.state.merge_by_key): parallel deployers write it"
             )

@@ -5,10 +5,10 @@ from __future__ import annotations
 import itertools
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from edgeagents.env import DecisionCharge, Environment
+from edgeagents.core.env import DecisionCharge, Environment
+from edgeagents.core.scenario import Scenario
+from edgeagents.core.state import ApplyReport, Decision
 from edgeagents.policies import Controller
-from edgeagents.scenario import Scenario
-from edgeagents.state import ApplyReport, Decision
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel

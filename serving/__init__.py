@@ -1,5 +1,5 @@
 """Ray Serve: per-site model servers, the OpenAI-compatible gateway, and the real city that
-implements `edgeagents.env.Environment`. Depends on `edgeagents`.
+implements `edgeagents.core.env.Environment`. Depends on `edgeagents`.
 
 Configs import eagerly (pydantic only); everything that needs Ray, FastAPI or torch loads on
 first attribute access, so `import serving` stays light.

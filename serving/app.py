@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from edgeagents.scenario import load_scenario
+from edgeagents.core.scenario import load_scenario
 from serving.config import (
     BACKEND_FOR_KIND,
     GATEWAY_APP,

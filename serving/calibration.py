@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from edgeagents.profiles import H200, SD_BASE_RESOLUTION_PX, VLM_TOKENS_PER_IMAGE
-from edgeagents.scenario import Scenario
+from edgeagents.core.profiles import H200, SD_BASE_RESOLUTION_PX, VLM_TOKENS_PER_IMAGE
+from edgeagents.core.scenario import Scenario
 from serving.loadgen import (
     AUDIO_S,
     BYTES_PER_WORD,

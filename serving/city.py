@@ -1,4 +1,4 @@
-"""`RayServeCity`: the `edgeagents.env.Environment` protocol over a running Ray Serve city.
+"""`RayServeCity`: the `edgeagents.core.env.Environment` protocol over a running Ray Serve city.
 
 `observe()` asks the gateway for its per-request records and every model server for its
 figures; `apply()` sends the routing policy to the gateway and turns deployment actions into
@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from edgeagents.notices import Notice
-from edgeagents.scenario import Scenario, load_scenario
-from edgeagents.state import (
+from edgeagents.core.notice import Notice
+from edgeagents.core.scenario import Scenario, load_scenario
+from edgeagents.core.state import (
     ApplyReport,
     Decision,
     Deployment,

@@ -26,8 +26,8 @@ import numpy as np
 import typer
 from pydantic import Field
 
-from edgeagents.bench import BenchReport
-from edgeagents.scenario import Scenario, ScenarioError, load_scenario
+from edgeagents.core.scenario import Scenario, ScenarioError, load_scenario
+from edgeagents.experiments.bench import BenchReport
 from serving.calibration import (
     Calibration,
     busy_cores,
@@ -49,7 +49,7 @@ from serving.replay import (
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from edgeagents.workload import Workload
+    from edgeagents.sim.workload import Workload
 
 
 class ServeReport(BenchReport):
@@ -111,7 +111,7 @@ def _thin(w: Workload, rate_per_s: float, duration_s: float, seed: int) -> list[
 
 def _controller(policy: str, llm: str) -> Any:
     if policy == "agents":
-        from edgeagents.llm import create_chat_model
+        from edgeagents.agents.llm import create_chat_model
         from graphs.controller import AgentsController
 
         return AgentsController(None if llm == "none" else create_chat_model(llm))
@@ -186,7 +186,7 @@ def run_serve(
     """
     import httpx
 
-    from edgeagents.workload import generate_workload
+    from edgeagents.sim.workload import generate_workload
     from serving.city import RayServeCity
     from serving.config import CityAppConfig, site_resource
 
@@ -420,7 +420,7 @@ def print_fidelity(report: ServeReport, console: Any) -> None:
 
 
 def _fail(message: str) -> NoReturn:
-    from edgeagents.cli import fail
+    from edgeagents.cli.common import fail
 
     fail(message)
 
@@ -445,7 +445,7 @@ def serve_command(
     for the run as measured and as the simulator replays it, and the fidelity per model."""
     from rich.console import Console
 
-    from edgeagents.cli import print_table
+    from edgeagents.cli.common import print_table
 
     try:
         check_inputs(scenario, duration, rate, port)
@@ -479,3 +479,23 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def register(app: typer.Typer) -> None:
+    """Adds `edgeagents serve` to the CLI (the `edgeagents.cli` entry point of this package);
+    Ray loads only when a run starts."""
+    import functools
+
+    @functools.wraps(serve_command)
+    def serve(**kwargs: object) -> None:
+        from edgeagents.agents.llm import LMConfigError
+
+        try:
+            serve_command(**kwargs)  # type: ignore[arg-type]
+        except ImportError as e:
+            _fail(f"the Ray Serve city needs its extra: pip install 'edgeagents[serve]' "
+                  f"({e.name} missing)")  # fmt: skip
+        except (ScenarioError, LMConfigError) as e:
+            _fail(str(e))
+
+    app.command("serve")(serve)

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from edgeagents.state import ModelKind
+from edgeagents.core.state import ModelKind
 
 BackendName = Literal["llama-cpp", "whisper", "diffusers", "vlm"]
 """How a model server runs its model: llama.cpp (GGUF chat), transformers Whisper

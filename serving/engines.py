@@ -145,7 +145,7 @@ class LlamaCppChatEngine:
     def load(self) -> None:
         from llama_cpp import Llama
 
-        from edgeagents.llm import shipped_gguf_path
+        from edgeagents.agents.llm import shipped_gguf_path
 
         path = self.config.weights_path or str(shipped_gguf_path())
         self._llama = Llama(
@@ -183,7 +183,7 @@ class LlamaCppChatEngine:
     def memory_bytes(self) -> int:
         path = self.config.weights_path
         if path is None:
-            from edgeagents.llm import shipped_gguf_path
+            from edgeagents.agents.llm import shipped_gguf_path
 
             path = str(shipped_gguf_path())
         return os.path.getsize(path)

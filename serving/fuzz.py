@@ -41,7 +41,7 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict, Field
 
-from edgeagents.scenario import load_scenario
+from edgeagents.core.scenario import load_scenario
 from serving.app import create_gateway_api
 from serving.config import BACKEND_FOR_KIND, ModelServerConfig
 from serving.engines import EngineError

@@ -33,10 +33,10 @@ import numpy as np
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from edgeagents.network import Network
-from edgeagents.notices import Notice, NoticeError, notice_from
-from edgeagents.scenario import load_scenario
-from edgeagents.state import RoutingPolicy
+from edgeagents.core.notice import Notice, NoticeError, notice_from
+from edgeagents.core.scenario import load_scenario
+from edgeagents.core.state import RoutingPolicy
+from edgeagents.sim.network import Network
 from serving.config import (
     BACKEND_FOR_KIND,
     SERVER_DEPLOYMENT,

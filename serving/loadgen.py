@@ -21,8 +21,8 @@ import numpy as np
 if TYPE_CHECKING:
     import httpx
 
-    from edgeagents.scenario import Scenario
-    from edgeagents.workload import Workload
+    from edgeagents.core.scenario import Scenario
+    from edgeagents.sim.workload import Workload
 
 MAX_INPUT_WORDS = 64
 """Prompt words sent at most (text, VLM, text-to-image): one word is about one token. SmolLM2

@@ -17,17 +17,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from edgeagents.bench import LOWER_BOUND, bound_outcomes
-from edgeagents.bounds import lower_bound_s, reference_s, standalone_matrix_s
-from edgeagents.city import REFUSAL_REASONS, EpisodeOutcomes, SimulatedCity
-from edgeagents.metrics import PolicyResult, summarize
-from edgeagents.policies.routing import Router
-from edgeagents.workload import Workload
+from edgeagents.core.dataplane import Router
+from edgeagents.experiments.bench import LOWER_BOUND, bound_outcomes
+from edgeagents.sim.bounds import lower_bound_s, reference_s, standalone_matrix_s
+from edgeagents.sim.city import REFUSAL_REASONS, EpisodeOutcomes, SimulatedCity
+from edgeagents.sim.metrics import PolicyResult, summarize
+from edgeagents.sim.workload import Workload
 
 if TYPE_CHECKING:
-    from edgeagents.city import _Replica
-    from edgeagents.scenario import Scenario
-    from edgeagents.state import Decision
+    from edgeagents.core.dataplane import CityView, R
+    from edgeagents.core.scenario import Scenario
+    from edgeagents.core.state import Decision
     from serving.loadgen import SentPrompt
 
 FIDELITY_NOTE = (
@@ -85,7 +85,7 @@ class ReplayRouter(Router):
     def __init__(self, sites: Sequence[str | None]) -> None:
         self.sites = list(sites)
 
-    def route(self, i: int, candidates: list[_Replica], city: SimulatedCity) -> _Replica:
+    def route(self, i: int, candidates: list[R], city: CityView) -> R:
         want = self.sites[i]
         if want is not None:
             for r in candidates:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgeagents.scenario import Scenario
-from edgeagents.workload import Workload
+from edgeagents.core.scenario import Scenario
+from edgeagents.sim.workload import Workload
 
 TINY = """
 name: tiny

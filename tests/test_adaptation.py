@@ -17,7 +17,10 @@ import yaml
 from conftest import TINY, tiny_scenario
 from scripted import ScriptedChatModel
 
-from edgeagents.adaptation import (
+from edgeagents.agents.tools import placement_actions, placement_of, search_plans
+from edgeagents.agents.twin import PEAK_DECAY, WhatIf, forecast_demand
+from edgeagents.core.state import Forecast
+from edgeagents.experiments.adaptation import (
     VariantResult,
     compare_targets,
     has_transient,
@@ -25,13 +28,10 @@ from edgeagents.adaptation import (
     recovery_epochs,
     score_recovery_to_best,
 )
-from edgeagents.city import SimulatedCity
-from edgeagents.driver import run_episode
+from edgeagents.experiments.driver import run_episode
 from edgeagents.policies import ROUTERS
-from edgeagents.state import Forecast
-from edgeagents.tools import placement_actions, placement_of, search_plans
-from edgeagents.twin import PEAK_DECAY, WhatIf, forecast_demand
-from edgeagents.workload import generate_workload
+from edgeagents.sim.city import SimulatedCity
+from edgeagents.sim.workload import generate_workload
 from graphs.controller import AgentsController
 from memory.experience import detect_shifts, shift_persists
 from memory.store import ExperienceStore
@@ -148,7 +148,7 @@ def test_only_a_confirmed_shift_is_stored_as_one(tmp_path: Path) -> None:
 def test_a_remembered_surge_raises_the_forecast_handed_on() -> None:
     """The planner plans on the demand that followed the remembered surge, and hands that
     forecast on: smoothing from the observed rates alone lags a real surge."""
-    from edgeagents.planner import create_planner
+    from edgeagents.agents.planner import create_planner
 
     sc = tiny_scenario(**SHORT_WINDOW)
     t = observed(sc, t=15.0)
@@ -377,7 +377,12 @@ def test_bench_adaptation_cli(tmp_path: Path) -> None:
 def test_an_interrupted_adaptation_run_resumes_from_its_work_folder(tmp_path: Path) -> None:
     """Episodes finished before an interruption are taken from the work folder; the one that
     failed runs again, and a warm-up that runs again makes its warm episodes run again."""
-    from edgeagents.adaptation import AdaptationSettings, EpisodeCurve, EpisodeJob, run_adaptation
+    from edgeagents.experiments.adaptation import (
+        AdaptationSettings,
+        EpisodeCurve,
+        EpisodeJob,
+        run_adaptation,
+    )
 
     settings = AdaptationSettings(duration_s=90, shift_at_s=45, planning_epoch_s=15)
     ran: list[str] = []
@@ -428,7 +433,12 @@ def test_parallel_episodes_need_not_wait_for_the_warm_up(tmp_path: Path) -> None
     with its own error, and its warm episode never runs."""
     import threading
 
-    from edgeagents.adaptation import AdaptationSettings, EpisodeCurve, EpisodeJob, run_adaptation
+    from edgeagents.experiments.adaptation import (
+        AdaptationSettings,
+        EpisodeCurve,
+        EpisodeJob,
+        run_adaptation,
+    )
 
     settings = AdaptationSettings(duration_s=90, shift_at_s=45, planning_epoch_s=15)
     off_started = threading.Event()
@@ -473,8 +483,8 @@ def test_parallel_episodes_need_not_wait_for_the_warm_up(tmp_path: Path) -> None
 
 
 def test_the_scheduler_sees_recalled_shifts_only_on_a_shift() -> None:
-    from edgeagents.scenario import load_scenario
-    from edgeagents.scheduler import create_scheduler
+    from edgeagents.agents.scheduler import create_scheduler
+    from edgeagents.core.scenario import load_scenario
 
     sc = load_scenario("bristol")
     t = observed(sc, 60.0)
@@ -501,9 +511,9 @@ def test_parallel_episodes_share_the_cores_among_their_local_lms(
     EDGEAGENTS_LM_THREADS wins; one job keeps the default."""
     import subprocess as sp
 
-    import edgeagents.adaptation as adaptation
-    from edgeagents.adaptation import AdaptationSettings, run_adaptation
-    from edgeagents.llm import LM_THREADS_ENV
+    import edgeagents.experiments.adaptation as adaptation
+    from edgeagents.agents.llm import LM_THREADS_ENV
+    from edgeagents.experiments.adaptation import AdaptationSettings, run_adaptation
 
     monkeypatch.setattr(adaptation.os, "cpu_count", lambda: 8)
     monkeypatch.delenv(LM_THREADS_ENV, raising=False)

@@ -10,13 +10,13 @@ import numpy as np
 from conftest import tiny_scenario
 from scripted import ScriptedChatModel
 
-from edgeagents.driver import run_episode
-from edgeagents.env import decision_delay_s
-from edgeagents.experiment import UNBOUNDED_WALL_S
-from edgeagents.lmconfig import AGENTS
+from edgeagents.agents.lmconfig import AGENTS
+from edgeagents.core.env import decision_delay_s
+from edgeagents.core.state import merge_by_key
+from edgeagents.experiments.driver import run_episode
+from edgeagents.experiments.run import UNBOUNDED_WALL_S
 from edgeagents.policies import ROUTERS
-from edgeagents.state import merge_by_key
-from edgeagents.workload import generate_workload
+from edgeagents.sim.workload import generate_workload
 from graphs.control import create_control_graph
 from graphs.controller import AgentsController
 

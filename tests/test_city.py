@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from conftest import make_workload, tiny_scenario
 
-from edgeagents.city import SimulatedCity
+from edgeagents.core.profiles import cudagraph_profiles, eager_profiles
+from edgeagents.core.state import Decision, DeploymentAction
 from edgeagents.policies import ROUTERS
-from edgeagents.profiles import cudagraph_profiles, eager_profiles
-from edgeagents.state import Decision, DeploymentAction
+from edgeagents.sim.city import SimulatedCity
 
 PREFILL = {r["input_tokens"]: r["median_s"] for r in eager_profiles()["llama-3.1-8b"]["prefill"]
            if r["batch"] == 1}  # fmt: skip
@@ -168,7 +168,7 @@ def test_event_trace_is_reproducible(tiny):
 
 
 def test_simulated_city_implements_the_environment_protocol(tiny):
-    from edgeagents.env import Environment
+    from edgeagents.core.env import Environment
 
     city = run_city(tiny, [], until=1.0)
     assert isinstance(city, Environment)

@@ -4,7 +4,7 @@ from typing import ClassVar
 
 import pytest
 
-from edgeagents.engine import Engine
+from edgeagents.sim.engine import Engine
 
 
 class Tick:

@@ -15,10 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scripted import ScriptedChatModel
 
-from edgeagents.agent import CHOICE_TOLERANCE, RATIONALE_CHARS, run_step
-from edgeagents.city import SimulatedCity
-from edgeagents.deployer import DeployerAnswer, ModelBatch, repair_deployer_answer
-from edgeagents.planner import (
+from edgeagents.agents.agent import CHOICE_TOLERANCE, RATIONALE_CHARS, run_step
+from edgeagents.agents.deployer import DeployerAnswer, ModelBatch, repair_deployer_answer
+from edgeagents.agents.planner import (
     HARM_TOLERANCE,
     ModelPriority,
     PlannerAnswer,
@@ -27,15 +26,13 @@ from edgeagents.planner import (
     render_planner_prompt,
     repair_planner_answer,
 )
-from edgeagents.policies import ROUTERS
-from edgeagents.scheduler import (
+from edgeagents.agents.scheduler import (
     RouteOverride,
     SchedulerAnswer,
     render_scheduler_prompt,
     repair_scheduler_answer,
 )
-from edgeagents.state import Decision
-from edgeagents.tools import (
+from edgeagents.agents.tools import (
     ModelFact,
     PlanCandidate,
     RoutingCandidate,
@@ -43,8 +40,11 @@ from edgeagents.tools import (
     rank_routing,
     search_plans,
 )
-from edgeagents.twin import WhatIf, forecast_demand
-from edgeagents.workload import generate_workload
+from edgeagents.agents.twin import WhatIf, forecast_demand
+from edgeagents.core.state import Decision
+from edgeagents.policies import ROUTERS
+from edgeagents.sim.city import SimulatedCity
+from edgeagents.sim.workload import generate_workload
 
 SC = tiny_scenario(
     placement={"a": ["llm"], "c": ["llm"]},

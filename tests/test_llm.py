@@ -10,7 +10,7 @@ from typing import Any, Literal
 import pytest
 from pydantic import BaseModel, Field
 
-from edgeagents.llm import (
+from edgeagents.agents.llm import (
     LMCallStats,
     LMConfig,
     LMConfigError,
@@ -207,7 +207,7 @@ def test_schema_hint_names_fields() -> None:
 
 def test_module_imports_no_lm_backend() -> None:
     code = (
-        "import sys, edgeagents.llm as m; m.parse_llm_spec('openai:x'); m.LMConfig();"
+        "import sys, edgeagents.agents.llm as m; m.parse_llm_spec('openai:x'); m.LMConfig();"
         "bad = [k for k in ('llama_cpp', 'langchain_openai', 'langchain_community', 'openai',"
         " 'langchain_core') if k in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
     )
@@ -271,7 +271,7 @@ def test_openai_compatible_server_if_given(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_lm_threads_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    from edgeagents.llm import LM_THREADS_ENV, LMConfig, LMConfigError
+    from edgeagents.agents.llm import LM_THREADS_ENV, LMConfig, LMConfigError
 
     monkeypatch.setenv(LM_THREADS_ENV, "1")
     assert LMConfig().n_threads == 1

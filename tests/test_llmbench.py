@@ -11,7 +11,10 @@ import typer
 from scripted import ScriptedChatModel
 from typer.testing import CliRunner
 
-from edgeagents.llmbench import (
+from edgeagents.cli.llmbench import bench_llm
+from edgeagents.core.notice import Intent
+from edgeagents.core.scenario import load_scenario
+from edgeagents.experiments.llmbench import (
     LabelledNotice,
     Menu,
     ask_menu,
@@ -32,9 +35,6 @@ from edgeagents.llmbench import (
     pick_outcome,
     shuffled_user,
 )
-from edgeagents.llmbench_cli import bench_llm
-from edgeagents.notices import Intent
-from edgeagents.scenario import load_scenario
 
 PLANNER_SYSTEM = "Planner of a city. Reply in JSON."
 PLANNER_USER = "\n".join([

@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("chromadb")
 
-from edgeagents.state import ModelTelemetry, SiteTelemetry, Telemetry
+from edgeagents.core.state import ModelTelemetry, SiteTelemetry, Telemetry
 from memory.errors import MemoryStoreError
 from memory.experience import Experience, feature_names, summarize_situation
 from memory.store import ExperienceStore
@@ -124,9 +124,9 @@ def text_store(tmp_path_factory):
     """A text store built, with the model loaded from scratch, while sockets are blocked."""
     from pytest_socket import disable_socket, enable_socket
 
-    import edgeagents.encoder
+    import edgeagents.agents.encoder
 
-    edgeagents.encoder._encoder = None
+    edgeagents.agents.encoder._encoder = None
     disable_socket()
     try:
         store = ExperienceStore(tmp_path_factory.mktemp("mem") / "store", embedding="text")

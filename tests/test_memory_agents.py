@@ -10,9 +10,9 @@ pytest.importorskip("langgraph", reason="needs the `agents` extra")
 from conftest import tiny_scenario
 from scripted import ScriptedChatModel
 
-from edgeagents.driver import run_episode
+from edgeagents.experiments.driver import run_episode
 from edgeagents.policies import ROUTERS
-from edgeagents.workload import generate_workload
+from edgeagents.sim.workload import generate_workload
 from graphs.controller import AgentsController
 from memory.store import ExperienceStore
 
@@ -49,8 +49,8 @@ def test_each_epoch_stores_how_the_previous_plan_went(tmp_path):
 
 
 def test_recalled_experience_reaches_the_planner_only_with_memory(tmp_path):
-    from edgeagents.city import SimulatedCity
-    from edgeagents.planner import create_planner
+    from edgeagents.agents.planner import create_planner
+    from edgeagents.sim.city import SimulatedCity
     from graphs.memory_nodes import create_recall
 
     store = ExperienceStore(tmp_path / "mem", embedding="features")

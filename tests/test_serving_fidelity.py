@@ -10,8 +10,8 @@ import pytest
 
 pytestmark = pytest.mark.serve
 
-from edgeagents.scenario import Scenario, load_scenario  # noqa: E402
-from edgeagents.state import Decision, DeploymentAction  # noqa: E402
+from edgeagents.core.scenario import Scenario, load_scenario  # noqa: E402
+from edgeagents.core.state import Decision, DeploymentAction  # noqa: E402
 from serving.calibration import (  # noqa: E402
     Calibration,
     calibrated_scenario,
@@ -84,7 +84,7 @@ def calibrated() -> tuple[Scenario, Calibration]:
 def test_calibration_fits_profiles_the_simulator_accepts(
     calibrated: tuple[Scenario, Calibration],
 ) -> None:
-    from edgeagents.profiles import service_model
+    from edgeagents.core.profiles import service_model
 
     cal_sc, cal = calibrated
     llm = cal.models["llama-3.1-8b"]

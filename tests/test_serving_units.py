@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("starlette")
 pytestmark = pytest.mark.serve
 
-from edgeagents.state import RoutingPolicy  # noqa: E402
+from edgeagents.core.state import RoutingPolicy  # noqa: E402
 from serving.config import ModelServerConfig  # noqa: E402
 from serving.engines import SAMPLE_RATE_HZ, EngineError, decode_wav  # noqa: E402
 from serving.gateway import Gateway  # noqa: E402

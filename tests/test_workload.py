@@ -14,9 +14,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edgeagents.scenario import Scenario, ScenarioError, load_scenario
-from edgeagents.state import Prompt
-from edgeagents.workload import Trace, Workload, generate_workload, load_trace
+from edgeagents.core.scenario import Scenario, ScenarioError, load_scenario
+from edgeagents.core.state import Prompt
+from edgeagents.sim.workload import Trace, Workload, generate_workload, load_trace
 
 BRISTOL: dict[str, Any] = yaml.safe_load(
     resources.files("edgeagents.scenarios").joinpath("bristol.yaml").read_text()

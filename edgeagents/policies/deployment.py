@@ -9,10 +9,10 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from edgeagents.env import DecisionCharge, Environment, decision_delay_s
+from edgeagents.core.env import DecisionCharge, Environment, decision_delay_s
+from edgeagents.core.scenario import Scenario
+from edgeagents.core.state import AgentRecord, ApplyReport, Decision, DeploymentAction, Telemetry
 from edgeagents.policies.registry import Registry
-from edgeagents.scenario import Scenario
-from edgeagents.state import AgentRecord, ApplyReport, Decision, DeploymentAction, Telemetry
 
 
 class Controller(ABC):

@@ -1,34 +1,23 @@
 """Data-plane routing rules: pick a replica for each prompt in microseconds, no LM involved.
 
-Each rule is one small class behind `Router.route`. Candidates are the live replicas of the
-prompt's model that its cell can reach and whose queues are not full (ready ones if any).
+Each rule is one small class behind `Router.route` (`edgeagents.core.dataplane`), seeing the
+city through `CityView`. Candidates are the live replicas of the prompt's model that its cell
+can reach and whose queues are not full (ready ones if any).
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from collections import defaultdict
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
+from edgeagents.core.dataplane import CityView, R, Router
 from edgeagents.policies.registry import Registry
-
-if TYPE_CHECKING:
-    from edgeagents.city import SimulatedCity, _Replica
-
-
-class Router(ABC):
-    """Chooses one of `candidates` for prompt `i`. One instance per episode."""
-
-    name: ClassVar[str]
-
-    @abstractmethod
-    def route(self, i: int, candidates: list[_Replica], city: SimulatedCity) -> _Replica: ...
 
 
 class RandomRouter(Router):
     name = "random"
 
-    def route(self, i: int, candidates: list[_Replica], city: SimulatedCity) -> _Replica:
+    def route(self, i: int, candidates: list[R], city: CityView) -> R:
         return candidates[int(city.rng.integers(len(candidates)))]
 
 
@@ -40,7 +29,7 @@ class RoundRobinRouter(Router):
     def __init__(self) -> None:
         self._next: defaultdict[int, int] = defaultdict(int)
 
-    def route(self, i: int, candidates: list[_Replica], city: SimulatedCity) -> _Replica:
+    def route(self, i: int, candidates: list[R], city: CityView) -> R:
         m = city.prompt_model(i)
         k = self._next[m]
         self._next[m] = k + 1
@@ -52,7 +41,7 @@ class NearestRouter(Router):
 
     name = "nearest"
 
-    def route(self, i: int, candidates: list[_Replica], city: SimulatedCity) -> _Replica:
+    def route(self, i: int, candidates: list[R], city: CityView) -> R:
         return min(candidates, key=lambda r: (city.net_in_s(i, r), r.id))
 
 
@@ -61,7 +50,7 @@ class LeastLoadedRouter(Router):
 
     name = "least-loaded"
 
-    def route(self, i: int, candidates: list[_Replica], city: SimulatedCity) -> _Replica:
+    def route(self, i: int, candidates: list[R], city: CityView) -> R:
         return min(candidates, key=lambda r: (r.outstanding() / r.max_batch, city.net_in_s(i, r)))
 
 
@@ -70,7 +59,7 @@ class PowerOfTwoRouter(Router):
 
     name = "power-of-two"
 
-    def route(self, i: int, candidates: list[_Replica], city: SimulatedCity) -> _Replica:
+    def route(self, i: int, candidates: list[R], city: CityView) -> R:
         if len(candidates) == 1:
             return candidates[0]
         a, b = city.rng.choice(len(candidates), size=2, replace=False)
@@ -83,7 +72,7 @@ class GreedyRouter(Router):
 
     name = "greedy"
 
-    def route(self, i: int, candidates: list[_Replica], city: SimulatedCity) -> _Replica:
+    def route(self, i: int, candidates: list[R], city: CityView) -> R:
         return min(candidates, key=lambda r: (city.predict_s(i, r), r.id))
 
 
@@ -97,7 +86,7 @@ class WeightedRouter(Router):
     name = "weighted"
     strength: ClassVar[float] = 0.5
 
-    def route(self, i: int, candidates: list[_Replica], city: SimulatedCity) -> _Replica:
+    def route(self, i: int, candidates: list[R], city: CityView) -> R:
         model = city.scenario.models[city.prompt_model(i)].name
         routes = city.routing.routes.get(model)
         if not routes:
@@ -105,7 +94,7 @@ class WeightedRouter(Router):
         weights = {w.site: w.weight for w in routes}
         top = max(weights.values())
         sites = city.scenario.sites
-        best: _Replica | None = None
+        best: R | None = None
         best_score = float("inf")
         for r in candidates:
             w = weights.get(sites[r.site].name, top)

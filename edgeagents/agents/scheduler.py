@@ -1,0 +1,190 @@
+"""The scheduler: the routing policy the data plane applies, every control tick."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from edgeagents.agents.agent import (
+    NO_CONFIG,
+    Choice,
+    LMCall,
+    Repaired,
+    guard_choice,
+    option_number,
+    run_step,
+    scenario_from_config,
+)
+from edgeagents.agents.lmconfig import DEFAULT_TIMEOUT_S
+from edgeagents.agents.tools import RoutingCandidate, model_facts, rank_routing
+from edgeagents.agents.twin import WhatIf, forecast_demand
+from edgeagents.core.notice import draining_sites
+from edgeagents.core.scenario import Scenario
+from edgeagents.core.state import ControlState, RoutingPolicy, SiteWeight, Telemetry
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+    from langchain_core.runnables import RunnableConfig
+
+SCHEDULER_PROMPT = (
+    "Scheduler of a city of edge GPU sites. Choose the routing option with the lowest "
+    "predicted mean latency; a Jain index near 1 is fairer. Reply in JSON."
+)
+HARM_TOLERANCE = 0.02
+
+
+class RouteOverride(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    model: str
+    site: str
+    weight: float = Field(description="0 avoids the site; 1 is the most preferred.")
+
+
+class SchedulerAnswer(Choice):
+    weights: list[RouteOverride] = Field(
+        default_factory=list, max_length=4, description="Site weights overriding the option's."
+    )
+
+
+def create_scheduler(
+    model: BaseChatModel | None,
+    *,
+    scenario: Scenario | None = None,
+    prompt: str | None = None,
+    name: str = "scheduler",
+    horizon_s: float = 60.0,
+    timeout_s: float = DEFAULT_TIMEOUT_S["scheduler"],
+    lm_call: LMCall | None = None,
+) -> Callable[..., dict[str, Any]]:
+    """A LangGraph node that sets the `RoutingPolicy` from live telemetry.
+
+    Args:
+        model: The chat model, or None for tools and fallback only.
+        scenario: The city; if None, read from `config["configurable"]["scenario"]`.
+        prompt: System prompt replacing the default.
+        name: The node's name and the agent name in decision records.
+        horizon_s: How far ahead the twin simulates each routing option.
+        timeout_s: Limit of one LM call; past it the fallback decides.
+        lm_call: Replaces `edgeagents.agents.llm.structured_call` (tests).
+
+    On a sharp shift with experience memory on, the prompt also shows the recalled past shifts
+    (`state["recalled"]`, written by the recall node).
+    """
+    system = prompt or SCHEDULER_PROMPT
+
+    def scheduler(state: ControlState, config: RunnableConfig = NO_CONFIG) -> dict[str, Any]:
+        started = time.perf_counter()
+        sc = scenario or scenario_from_config(config)
+        telemetry = state["telemetry"]
+        forecast = state.get("forecast") or forecast_demand(telemetry)
+        intents = list((state.get("intents") or {}).values())
+        whatif = WhatIf(
+            sc, forecast, telemetry, horizon_s=horizon_s, seed=state.get("cycle", 0),
+            intents=intents,
+            baselines=state.get("intent_baselines"),
+        )  # fmt: skip
+        menu = rank_routing(whatif, telemetry, sc)
+        facts = model_facts(telemetry, whatif.references)
+
+        def repair(answer: SchedulerAnswer) -> Repaired[RoutingPolicy]:
+            return repair_scheduler_answer(answer, menu, telemetry, whatif)
+
+        routing, record = run_step(
+            agent=name, model=model, system=system,
+            user=render_scheduler_prompt(
+                facts, menu, (state.get("recalled") or []) if state.get("shift") else []
+            ),
+            schema=SchedulerAnswer,
+            menu_size=len(menu), repair=repair, fallback=lambda: menu[0].routing,
+            timeout_s=timeout_s, lm_call=lm_call,
+        )  # fmt: skip
+        routing = drain(routing, draining_sites(intents, telemetry.time_s))
+        record = record.model_copy(update={"wall_s": time.perf_counter() - started})
+        return {"routing": routing, "records": {name: record}}
+
+    scheduler.__name__ = name
+    return scheduler
+
+
+def drain(routing: RoutingPolicy, sites: set[str]) -> RoutingPolicy:
+    """Weight 0 at sites about to go offline for maintenance: the router sends there only
+    when nothing else can serve, so their queues empty before the site goes."""
+    if not sites:
+        return routing
+    routes = {
+        m: [SiteWeight(site=w.site, weight=0.0 if w.site in sites else w.weight) for w in ws]
+        for m, ws in routing.routes.items()
+    }
+    return RoutingPolicy(routes=routes)
+
+
+def render_scheduler_prompt(
+    facts: list, menu: list[RoutingCandidate], recalled: list[str] | None = None
+) -> str:
+    lines = ["Model: demand/s, replicas, queue, slowdown"]
+    for f in facts:
+        slow = "-" if f.slowdown is None else f"{f.slowdown:.2f}"
+        lines.append(f"{f.model} {f.demand_per_s:.2f} {f.replicas} {f.queue_len} {slow}")
+    lines.append("Options: predicted mean s, Jain")
+    lines += [
+        f"{option_number(k)} {c.name} {c.prediction.mean_latency_s:.2f} {c.prediction.jain:.3f}"
+        for k, c in enumerate(menu)
+    ]
+    if recalled:
+        lines.append("Past situations like this one (what was done -> how it went):")
+        lines += recalled
+    return "\n".join(lines)
+
+
+def repair_scheduler_answer(
+    answer: SchedulerAnswer,
+    menu: list[RoutingCandidate],
+    telemetry: Telemetry,
+    whatif: WhatIf,
+) -> Repaired[RoutingPolicy]:
+    """Guard the choice (`guard_choice`); keep only weight overrides for known models at sites
+    that host them, finite and non-negative, not zero everywhere; drop them if the twin
+    predicts harm."""
+    chosen, notes = guard_choice(answer.choice, menu)
+    hosts: dict[str, set[str]] = {}
+    for r in telemetry.replicas:
+        hosts.setdefault(r.deployment.model, set()).add(r.deployment.site)
+    routes = dict(chosen.routing.routes)
+    overridden = False
+    wanted: dict[str, dict[str, float]] = {}
+    for o in answer.weights:
+        wanted.setdefault(o.model, {})[o.site] = o.weight
+    for m, by_site in wanted.items():
+        if m not in hosts:
+            notes.append(f"unknown model {m!r}")
+            continue
+        clean: dict[str, float] = {}
+        for site, w in by_site.items():
+            if site not in hosts[m]:
+                notes.append(f"{m} has no replica at {site!r}")
+            elif not math.isfinite(w) or w < 0:
+                notes.append(f"weight {w} of {m}@{site} set to 0")
+                clean[site] = 0.0
+            else:
+                clean[site] = float(w)
+        if not clean:
+            continue
+        merged = {w.site: w.weight for w in routes.get(m, [])} | clean
+        if max(merged.values(), default=0.0) <= 0:
+            notes.append(f"weights of {m} all zero: ignored")
+            continue
+        routes[m] = [SiteWeight(site=s, weight=w) for s, w in sorted(merged.items())]
+        overridden = True
+    routing = RoutingPolicy(routes=routes)
+    if overridden:
+        current = [r.deployment for r in telemetry.replicas]
+        pred = whatif.evaluate(current, router="weighted", routing=routing)
+        if pred.score() > chosen.prediction.score() * (1 + HARM_TOLERANCE):
+            notes.append(f"weights predicted worse ({pred.mean_latency_s:.2f} s)")
+            routing = chosen.routing
+    return Repaired.from_notes(routing, notes)

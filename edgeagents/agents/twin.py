@@ -1,0 +1,302 @@
+"""A what-if twin: the simulator run forward from the city's current placement on a workload
+drawn from the demand forecast. The agents' tools use it to rank candidate plans and policies;
+it sees only telemetry, the catalogue and the forecast, never the future workload."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from edgeagents.core.notice import Intent, intents_ahead
+from edgeagents.core.scenario import CityEvent, DemandShift, Scenario
+from edgeagents.core.state import (
+    Decision,
+    Deployment,
+    DeploymentAction,
+    Forecast,
+    RoutingPolicy,
+    Telemetry,
+)
+from edgeagents.policies.routing import ROUTERS
+from edgeagents.sim.bounds import reference_s, standalone_matrix_s
+from edgeagents.sim.city import EpisodeOutcomes, SimulatedCity
+from edgeagents.sim.metrics import jain
+from edgeagents.sim.workload import generate_workload
+
+TRACE_SHIFT_S = 1800.0
+"""The twin replays traces from another stretch, so it cannot see the prompts to come."""
+
+
+PEAK_DECAY = 0.9
+"""Per forecast (planning epoch): how fast a model's remembered peak rate fades."""
+
+
+def window_demand(telemetry: Telemetry) -> tuple[dict[str, float], dict[str, float]]:
+    """Prompts/s per model and share of prompts per cell over the telemetry window."""
+    rates = {m.model: m.arrivals_per_s for m in telemetry.models}
+    by_cell: dict[str, float] = {}
+    for m in telemetry.models:
+        for cell, rate in m.arrivals_per_s_by_cell.items():
+            by_cell[cell] = by_cell.get(cell, 0.0) + rate
+    total = sum(by_cell.values())
+    return rates, ({c: r / total for c, r in by_cell.items()} if total > 0 else {})
+
+
+def forecast_demand(
+    telemetry: Telemetry, previous: Forecast | None = None, *, smoothing: float = 0.5
+) -> Forecast:
+    """Exponentially smoothed arrival rates from the telemetry window, and each model's
+    decaying peak windowed rate (from full windows only: a partial one is noise)."""
+    rates, cells = window_demand(telemetry)
+    peaks = dict(previous.peak_rates_per_s) if previous is not None else {}
+    if telemetry.time_s >= telemetry.window_s:
+        peaks = {m: max(r, PEAK_DECAY * peaks.get(m, 0.0)) for m, r in rates.items()}
+    if previous is not None:
+        a = smoothing
+        rates = {k: a * v + (1 - a) * previous.rates_per_s.get(k, v) for k, v in rates.items()}
+        if cells:
+            cells = {k: a * v + (1 - a) * previous.cell_weights.get(k, v) for k, v in cells.items()}
+        else:
+            cells = dict(previous.cell_weights)
+    return Forecast(rates_per_s=rates, cell_weights=cells, peak_rates_per_s=peaks)
+
+
+class Prediction(BaseModel):
+    """What the twin expects over its horizon."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mean_latency_s: float
+    jain: float
+    per_model_mean_s: dict[str, float]
+    refused: int
+    prompts: int
+    objective_s: float | None = None
+    """With operator priorities or service targets in force: the priority-weighted mean
+    latency, plus the overall mean times each target's relative excess. None: the mean."""
+
+    def score(self, jain_target: float = 0.93) -> float:
+        """Lower is better: mean latency (or the operators' objective), inflated when fairness
+        falls below the target."""
+        base = self.mean_latency_s if self.objective_s is None else self.objective_s
+        return base * (1.0 + 3.0 * max(0.0, jain_target - self.jain))
+
+
+class WhatIf:
+    """Evaluates placements and routing on one forecast workload (common random numbers, so
+    candidates are compared on the same prompts).
+
+    Args:
+        scenario: The city (catalogue, topology, payloads).
+        forecast: Expected demand.
+        telemetry: Current state: which sites and links are down.
+        horizon_s: How far ahead to simulate.
+        seed: Seeds the twin's workload.
+        intents: Operator intents (any: those acting inside the horizon are kept): surges and
+            maintenance windows inside the horizon enter
+            the twin's workload and events; targets and priorities its score.
+        baselines: Notice id -> model -> the forecast rate when the notice was read: a
+            surge's window has `factor` times that rate (the live forecast may already hold
+            part of the surge).
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        forecast: Forecast,
+        telemetry: Telemetry,
+        *,
+        horizon_s: float = 120.0,
+        seed: int = 0,
+        intents: Sequence[Intent] = (),
+        baselines: dict[str, dict[str, float]] | None = None,
+    ) -> None:
+        self.horizon_s = horizon_s
+        now = telemetry.time_s
+        self.intents = intents_ahead(intents, now, horizon_s)
+        self.scenario = _twin_scenario(
+            scenario, forecast, telemetry, horizon_s, self.intents, baselines or {}
+        )
+        self.workload = generate_workload(self.scenario, duration_s=horizon_s, seed=seed)
+        matrix = standalone_matrix_s(self.scenario, self.workload)
+        self.references = reference_s(self.scenario, self.workload, matrix)
+        self.evaluations = 0
+        self.priorities = operator_priorities(self.intents)
+        self.targets = {m: i.bound_s for i in self.intents if i.kind == "target"
+                        for m in i.models if i.bound_s}  # fmt: skip
+
+    def evaluate(
+        self,
+        deployments: Sequence[Deployment],
+        actions: Sequence[DeploymentAction] = (),
+        *,
+        router: str = "greedy",
+        routing: RoutingPolicy | None = None,
+    ) -> Prediction:
+        """Run the twin from `deployments` (warm) with `actions` applied at time 0."""
+        return self.predict(self.simulate(deployments, actions, router=router, routing=routing))
+
+    def simulate(
+        self,
+        deployments: Sequence[Deployment],
+        actions: Sequence[DeploymentAction] = (),
+        *,
+        router: str = "greedy",
+        routing: RoutingPolicy | None = None,
+    ) -> EpisodeOutcomes:
+        """The twin's per-prompt outcomes, for a look past its score (e.g. refusal reasons)."""
+        self.evaluations += 1
+        city = SimulatedCity(
+            self.scenario, self.workload, ROUTERS.create(router), deployments=deployments
+        )
+        if actions or routing is not None:
+            city.apply(Decision(time_s=0.0, actions=list(actions), routing=routing))
+        city.advance(self.horizon_s + self.scenario.control.drain_limit_s)
+        return city.finish()
+
+    def predict(self, out: EpisodeOutcomes) -> Prediction:
+        """Score a twin run: mean latency with each refusal charged the horizon, and Jain."""
+        lat = out.latency_s
+        served = ~np.isnan(lat)
+        per_model: dict[str, float] = {}
+        speeds = []
+        for mi, m in enumerate(self.scenario.models):
+            sel = served & (self.workload.model == mi)
+            if sel.any():
+                per_model[m.name] = float(lat[sel].mean())
+                speeds.append(self.references[m.name] / per_model[m.name])
+        refused = int((~served).sum())
+        penalty = self.horizon_s
+        total = float(lat[served].sum()) + refused * penalty
+        mean = total / max(1, len(lat))
+        objective = None
+        if self.priorities or self.targets:
+            charged = np.where(served, lat, penalty)
+            names = self.scenario.model_names
+            w = np.array([self.priorities.get(n, 1.0) for n in names])[self.workload.model]
+            objective = float((w * charged).sum() / max(1e-9, w.sum())) if len(lat) else 0.0
+            for m, bound in self.targets.items():
+                excess = per_model.get(m, 0.0) / bound - 1.0
+                objective += mean * max(0.0, excess)
+        return Prediction(
+            mean_latency_s=mean,
+            jain=jain(speeds) if speeds else 1.0,
+            per_model_mean_s=per_model,
+            refused=refused,
+            prompts=len(lat),
+            objective_s=objective,
+        )
+
+
+def operator_priorities(intents: Sequence[Intent]) -> dict[str, float]:
+    """Model -> the product of the priority factors of the priority intents given."""
+    out: dict[str, float] = {}
+    for i in intents:
+        if i.kind == "priority" and i.factor:
+            for m in i.models:
+                out[m] = out.get(m, 1.0) * i.factor
+    return out
+
+
+def intent_shifts(
+    scenario: Scenario,
+    forecast: Forecast,
+    telemetry: Telemetry,
+    horizon_s: float,
+    intents: Sequence[Intent],
+    baselines: dict[str, dict[str, float]],
+) -> tuple[list[DemandShift], list[CityEvent]]:
+    """The twin's demand shifts and events for the operator intents inside its horizon, in
+    the twin's clock (0 = now). A surge from named cells adds its extra demand there."""
+    now = telemetry.time_s
+    up = {s.site for s in telemetry.sites if s.up}
+    users = {c.name: c.users for c in scenario.cells}
+    total_users = sum(users.values()) or 1
+    shifts: list[DemandShift] = []
+    events: list[CityEvent] = []
+    for it in intents:
+        assert it.start_s is not None and it.end_s is not None
+        a, b = max(0.0, it.start_s - now), it.end_s - now
+        if it.kind == "surge" and it.factor:
+            for m in it.models:
+                cur = forecast.rates_per_s.get(m, 0.0)
+                base = baselines.get(it.notice_id, {}).get(m, cur)
+                f = base * it.factor / cur if cur > 0 else 1.0
+                if f <= 1.0:
+                    continue
+                shifts.append(DemandShift(at_s=a, model=m, factor=f))
+                if b < horizon_s:
+                    shifts.append(DemandShift(at_s=b, model=m, factor=1.0 / f))
+                named = [c for c in it.cells if c in users]
+                share = sum(users[c] for c in named) / total_users
+                if named and share > 0:
+                    k = 1.0 + (f - 1.0) / share
+                    for c in named:
+                        shifts.append(DemandShift(at_s=a, model=m, cell=c, factor=k))
+                        if b < horizon_s:
+                            shifts.append(DemandShift(at_s=b, model=m, cell=c, factor=1 / k))
+        elif it.kind == "maintenance":
+            for s in it.sites:
+                if s in up:
+                    events.append(CityEvent(at_s=a, kind="site_down", site=s))
+                    if b < horizon_s:
+                        events.append(CityEvent(at_s=b, kind="site_up", site=s))
+    return shifts, events
+
+
+def _twin_scenario(
+    scenario: Scenario,
+    forecast: Forecast,
+    telemetry: Telemetry,
+    horizon_s: float,
+    intents: Sequence[Intent] = (),
+    baselines: dict[str, dict[str, float]] | None = None,
+) -> Scenario:
+    demands = [
+        d.model_copy(
+            update={
+                "arrivals": d.arrivals.model_copy(
+                    update={"rate_per_s": forecast.rates_per_s.get(d.model, 0.0)}
+                ),
+                "trace_offset_s": d.trace_offset_s + TRACE_SHIFT_S,
+            }
+        )
+        for d in scenario.workload.demands
+    ]
+    cells = scenario.cells
+    if forecast.cell_weights and sum(forecast.cell_weights.values()) > 0:
+        cells = [
+            c.model_copy(update={"users": round(10_000 * forecast.cell_weights.get(c.name, 0.0))})
+            for c in scenario.cells
+        ]
+        if sum(c.users for c in cells) == 0:
+            cells = scenario.cells
+    events = [CityEvent(at_s=0.0, kind="site_down", site=s.site) for s in telemetry.sites
+              if not s.up]  # fmt: skip
+    events += [CityEvent(at_s=0.0, kind="link_down", link=lk) for lk in telemetry.down_links]
+    shifts, planned = intent_shifts(
+        scenario.model_copy(update={"cells": cells}),
+        forecast,
+        telemetry,
+        horizon_s,
+        intents,
+        baselines or {},
+    )
+    events += planned
+    workload = scenario.workload.model_copy(
+        update={"demands": demands, "shifts": shifts, "diurnal": None, "mobility": None}
+    )
+    control = scenario.control.model_copy(update={"drain_limit_s": min(60.0, horizon_s)})
+    return scenario.model_copy(
+        update={
+            "workload": workload,
+            "cells": cells,
+            "events": sorted(events, key=lambda e: e.at_s),
+            "notices": [],
+            "duration_s": horizon_s,
+            "control": control,
+            "placement": {},
+        }
+    )

@@ -1,0 +1,261 @@
+"""`edgeagents bench`: baselines compared, simulator scaling, adaptation; `bench llm` is in
+`edgeagents.cli.llmbench`."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from edgeagents.cli.common import (
+    ScenarioOpt,
+    check_plots,
+    check_writable,
+    console,
+    err,
+    fail,
+    make_folder,
+    number_cell,
+    policies_or_fail,
+    print_table,
+    progress_bar,
+    scenario_or_fail,
+    workload_or_fail,
+    write_json,
+)
+from edgeagents.cli.llmbench import bench_llm
+
+bench_app = typer.Typer(help="Benchmarks on the simulated city.", pretty_exceptions_enable=False)
+
+
+@bench_app.callback(invoke_without_command=True)
+def bench(
+    ctx: typer.Context,
+    scenario: ScenarioOpt = "bristol",
+    policies: Annotated[
+        str | None, typer.Option(help="Comma-separated policies (default: every baseline).")
+    ] = None,
+    duration: Annotated[
+        float | None, typer.Option(min=1.0, help="Arrival horizon in simulated s.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of workload and routing.")] = 0,
+    trace: Annotated[
+        Path | None, typer.Option(help="CSV trace for the text-LLM share (TIMESTAMP,...).")
+    ] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write results here.")] = None,
+    plots: Annotated[Path | None, typer.Option(help="Write PNG plots into this folder.")] = None,
+) -> None:
+    """Run every policy on the same scenario, workload and seed; print and save the figures."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from edgeagents.experiments.bench import compare
+
+    sc = scenario_or_fail(scenario)
+    names = policies_or_fail(policies)
+    check_writable(json_path, "--json")
+    check_plots(plots)
+    horizon, workload = workload_or_fail(sc, duration, seed, trace)
+
+    with progress_bar() as progress:
+        tasks = {n: progress.add_task(n, total=horizon) for n in names}
+        report, runs = compare(
+            sc,
+            names,
+            duration_s=horizon,
+            seed=seed,
+            workload=workload,
+            on_progress=lambda n, t: progress.update(tasks[n], completed=t),
+        )
+    print_table(report)
+    if json_path is not None:
+        write_json(json_path, report.model_dump(mode="json"))
+        console.print(f"wrote {json_path}")
+    if plots is not None:
+        from edgeagents.experiments.plots import write_plots
+
+        for p in write_plots(report, runs, plots):
+            console.print(f"wrote {p}")
+
+
+@bench_app.command("scaling")
+def bench_scaling(
+    scenario: ScenarioOpt = "bristol",
+    sizes: Annotated[str, typer.Option(help="Comma-separated durations, s.")] = "300,900,2700",
+    policy: Annotated[str, typer.Option(help="Policy simulated.")] = "least-loaded",
+    seed: int = 0,
+    json_path: Annotated[Path | None, typer.Option("--json")] = None,
+) -> None:
+    """Simulator speed at three workload sizes: prompts per wall second, µs per prompt."""
+    from edgeagents.experiments.bench import scaling
+
+    sc = scenario_or_fail(scenario)
+    try:
+        durations = [float(x) for x in sizes.split(",") if x.strip()]
+    except ValueError:
+        fail(f"--sizes {sizes!r}: expected comma-separated numbers of seconds")
+    if not durations or min(durations) <= 0:
+        fail("--sizes: give at least one positive duration")
+    policies_or_fail(policy)
+    check_writable(json_path, "--json")
+    points = scaling(sc, durations, policy=policy, seed=seed)
+    t = Table(title=f"Simulator cost vs size ({policy}, one core)")
+    for col in ("duration s", "prompts", "wall s", "prompts/s", "µs/prompt"):
+        t.add_column(col, justify="right")
+    for p in points:
+        t.add_row(f"{p.duration_s:.0f}", str(p.prompts), f"{p.wall_s:.2f}",
+                  f"{p.prompts_per_s:,.0f}", f"{p.us_per_prompt:.1f}")  # fmt: skip
+    console.print(t)
+    if json_path is not None:
+        write_json(json_path, {"policy": policy, "points": [p.model_dump() for p in points]})
+        console.print(f"wrote {json_path}")
+
+
+@bench_app.command("adaptation")
+def bench_adaptation(
+    scenario: ScenarioOpt = "bristol",
+    shifts: Annotated[
+        str, typer.Option(help="Comma-separated: surge, site-failure, demand-move.")
+    ] = "surge,site-failure,demand-move",
+    llm: Annotated[
+        str, typer.Option(help="LM of the agents: local, local:PATH.gguf, openai:MODEL or none.")
+    ] = "local",
+    reference: Annotated[
+        bool, typer.Option(help="Also run every variant with --llm none, for reference.")
+    ] = True,
+    duration: Annotated[float, typer.Option(min=60.0, help="Arrival horizon, s.")] = 720.0,
+    shift_at: Annotated[float, typer.Option(min=1.0, help="When the shift happens, s.")] = 255.0,
+    epoch: Annotated[float, typer.Option(min=5.0, help="Planning epoch, s.")] = 30.0,
+    seed: Annotated[int, typer.Option(help="First seed of the evaluation episodes.")] = 0,
+    seeds: Annotated[int, typer.Option(min=1, help="Evaluation seeds per variant (averaged).")] = 3,
+    decision_s: Annotated[
+        float,
+        typer.Option(
+            "--decision-s",
+            min=0.0,
+            help="Every decision applies this many seconds after its tick, whatever the "
+            "machine's load; LM calls are then not cut at their agents' limits.",
+        ),
+    ] = 1.0,
+    wall_decisions: Annotated[
+        bool,
+        typer.Option(
+            "--wall-decisions",
+            help="Instead, each decision applies after the wall time its agents took (as in "
+            "`run`); episodes then depend on the machine's load.",
+        ),
+    ] = False,
+    jobs: Annotated[
+        int,
+        typer.Option(min=1, help="Episodes at once, each a process with cores/N LM threads."),
+    ] = 1,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write results here.")] = None,
+    plots: Annotated[Path | None, typer.Option(help="Write recovery curves here.")] = None,
+    log: Annotated[
+        Path | None,
+        typer.Option(help="Write each episode's agent decisions (JSON lines) into this folder."),
+    ] = None,
+    workdir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Keep the stores and every finished episode here; run again with the same "
+            "folder to resume an interrupted run (episodes done with the same settings are "
+            "not run again). Default: a temporary folder, removed at the end."
+        ),
+    ] = None,
+) -> None:
+    """Recovery after a shift with the experience memory off, cold and warm (after a
+    warm-up episode, reopened by a new process); each episode in its own process."""
+    from edgeagents.experiments.adaptation import SHIFTS, AdaptationSettings, run_adaptation
+
+    sc = scenario_or_fail(scenario)
+    chosen = [x.strip() for x in shifts.split(",") if x.strip()]
+    bad = [x for x in chosen if x not in SHIFTS]
+    if bad or not chosen:
+        fail(f"--shifts {shifts!r}: expected some of {', '.join(SHIFTS)}")
+    if shift_at >= duration - 2 * epoch:
+        fail(f"--shift-at {shift_at:g}: leave at least two epochs after it (duration {duration:g})")
+    check_writable(json_path, "--json")
+    check_plots(plots)
+    make_folder(log, "--log")
+    make_folder(workdir, "--workdir")
+    llms = [llm] + (["none"] if reference and llm != "none" else [])
+    try:
+        from edgeagents.agents.llm import LMConfigError, check_reachable
+        from edgeagents.agents.lmconfig import resolve_lm_config
+
+        lm = resolve_lm_config(llm=llm)
+        check_reachable(lm.planner)
+        import memory.store  # noqa: F401
+    except LMConfigError as e:
+        fail(str(e))
+    except ImportError as e:
+        fail(f"needs the agents and memory extras: pip install 'edgeagents[agents,memory]' "
+             f"({e.name} missing)")  # fmt: skip
+    settings = AdaptationSettings(
+        duration_s=duration, shift_at_s=shift_at, planning_epoch_s=epoch, seed=seed,
+        decision_s=None if wall_decisions else decision_s,
+    )  # fmt: skip
+    total = len(chosen) * len(llms) * (1 + 3 * seeds)
+    with progress_bar("episodes") as progress:
+        task = progress.add_task("adaptation", total=total)
+        begun: list[str] = []
+        t0 = time.monotonic()
+
+        def started(what: str) -> None:
+            progress.update(task, description=what, completed=len(begun))
+            begun.append(what)
+            if not err.is_terminal:
+                m = int(time.monotonic() - t0) // 60
+                line = f"episode {len(begun)}/{total} ({m // 60}:{m % 60:02d} h:min in): {what}"
+                err.print(line, highlight=False)
+
+        try:
+            report = run_adaptation(
+                sc, shifts=chosen, llms=llms, settings=settings, seeds=seeds, jobs=jobs,
+                log_dir=log, on_episode=started, workdir=workdir,
+            )  # fmt: skip
+        except RuntimeError as e:
+            fail(str(e))
+    t = Table(
+        title=f"Adaptation on {sc.name}: planning epoch {epoch:g} s, shift at {shift_at:g} s, "
+        f"seeds {seed}-{seed + seeds - 1}, decisions apply "
+        + ("after their wall time" if wall_decisions else f"{decision_s:g} s after their tick"),
+        caption="recovery = on the seed-averaged curve, planning epochs from the shift's until "
+        "the latency is back within 10% of the steady state after its worst epoch; to best = "
+        "the same, against the lowest steady state of the shift's variants; post-shift = "
+        "prompts arriving in the "
+        f"{settings.window_epochs} epochs after the shift; early = re-plans on a recalled shift; "
+        "LM not 1st = planner answers of the LM that picked another plan than the tools' best.",
+    )
+    for col in ("shift", "llm", "memory", "recovery", "to best", "post-shift mean s", "Jain",
+                "steady s", "refused", "early", "stored", "LM not 1st"):  # fmt: skip
+        t.add_column(col, justify="left" if col in ("shift", "llm", "memory") else "right")
+    for v in report.variants:
+        t.add_row(
+            v.shift, v.llm, v.memory,
+            "never" if v.recovery_epochs is None else str(v.recovery_epochs),
+            "never" if v.recovery_to_best_epochs is None else str(v.recovery_to_best_epochs),
+            number_cell(v.post_shift_mean_latency_s), number_cell(v.jain, "{:.3f}"),
+            number_cell(v.steady_state_s),
+            str(v.refused_after_shift), str(v.early_replans), str(v.stored_experiences),
+            f"{v.planner_lm_not_first}/{v.planner_lm_answers}" if v.planner_lm_answers else "-",
+        )  # fmt: skip
+    console.print(t)
+    for key, met in report.targets.items():
+        line = ", ".join(f"{k}: {'-' if v is None else ('yes' if v else 'NO')}"
+                         for k, v in met.items())  # fmt: skip
+        console.print(f"targets {key}: {line}", highlight=False)
+    if json_path is not None:
+        write_json(json_path, report.model_dump(mode="json"))
+        console.print(f"wrote {json_path}")
+    if plots is not None:
+        from edgeagents.experiments.adaptation import write_adaptation_plots
+
+        for p in write_adaptation_plots(report, plots):
+            console.print(f"wrote {p}")
+
+
+bench_app.command("llm")(bench_llm)

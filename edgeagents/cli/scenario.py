@@ -1,0 +1,51 @@
+"""`edgeagents scenario`: show and validate scenarios."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from edgeagents.cli.common import console, scenario_or_fail
+
+scenario_app = typer.Typer(help="Inspect and validate scenarios.", no_args_is_help=True)
+
+
+@scenario_app.command("show")
+def scenario_show(name: Annotated[str, typer.Argument(help="Built-in name or YAML path.")]) -> None:
+    """Print a scenario's sites, GPUs, models, demand and placement."""
+    sc = scenario_or_fail(name)
+    console.print(f"[bold]{sc.name}[/] ({sc.engine}): {sc.description}")
+    t = Table(title="sites")
+    for col in ("site", "GPUs", "cell users", "placement"):
+        t.add_column(col)
+    users = {c.site: c.users for c in sc.cells}
+    for s in sc.sites:
+        gpus = ", ".join(f"{g.count}× {g.type}" for g in s.gpus)
+        t.add_row(s.name, gpus, str(users.get(s.name, 0)), ", ".join(sc.placement.get(s.name, [])))
+    console.print(t)
+    t = Table(title="models and demand")
+    for col in ("model", "kind", "weights GB", "rate /s", "arrivals", "SLO s"):
+        t.add_column(col)
+    demand = {d.model: d for d in sc.workload.demands}
+    for m in sc.models:
+        d = demand.get(m.name)
+        rate = f"{d.arrivals.rate_per_s:g}" if d else "0"
+        arr = (f"trace {d.trace}" if d.trace else d.arrivals.process) if d else "-"
+        t.add_row(m.name, m.kind, f"{m.weights_gb:g}", rate, arr, f"{m.slo_s:g}")
+    console.print(t)
+    console.print(
+        f"{len(sc.links)} backhaul links; tick {sc.control.tick_s:g} s, planning epoch "
+        f"{sc.control.planning_epoch_s:g} s; {len(sc.events)} scheduled events"
+    )
+
+
+@scenario_app.command("validate")
+def scenario_validate(path: Annotated[str, typer.Argument(help="YAML scenario file.")]) -> None:
+    """Check a scenario file; one line and exit 2 if it is not usable."""
+    sc = scenario_or_fail(path)
+    console.print(
+        f"ok: {sc.name}: {len(sc.sites)} sites, {len(sc.cells)} cells, {len(sc.links)} links, "
+        f"{len(sc.models)} models"
+    )

@@ -1,0 +1,359 @@
+"""Scenarios: a city (sites, cells, backhaul, GPUs), a model catalogue, a workload, events.
+
+A scenario is a YAML file validated into `Scenario` (pydantic, `extra="forbid"`, never mutated
+after validation). The built-in default is `bristol` (`edgeagents/scenarios/bristol.yaml`).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import networkx as nx
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from edgeagents.core.notice import Notice, NoticeError
+from edgeagents.core.notice_form import looks_strict, parse_strict
+from edgeagents.core.profiles import (
+    BUILTIN_GPU_TYPES,
+    check_profile,
+    known_profiles,
+    register_profiles,
+)
+from edgeagents.core.state import Cell, EngineRegime, GpuType, Link, ModelSpec, Site
+
+
+class ScenarioError(ValueError):
+    """A scenario or trace that cannot be used; the message is one line naming the field."""
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ArrivalConfig(_Config):
+    """Arrival process of one model's prompts (city-wide; cells are drawn by population)."""
+
+    process: Literal["poisson", "mmpp"] = Field(
+        default="poisson", description="Poisson, or a two-state Markov-modulated Poisson (bursts)."
+    )
+    rate_per_s: float = Field(ge=0, description="Mean arrival rate, prompts/s.")
+    burst_factor: float = Field(
+        default=4.0, ge=1, description="MMPP: burst rate over the normal-state rate."
+    )
+    burst_share: float = Field(
+        default=0.1, ge=0, lt=1, description="MMPP: long-run share of time spent in bursts."
+    )
+    mean_burst_s: float = Field(default=20.0, gt=0, description="MMPP: mean burst length, s.")
+
+
+class PromptSizes(_Config):
+    """Size distribution of one model's prompts; None takes the model kind's default."""
+
+    input_tokens_mean: float | None = Field(default=None, gt=0, description="Lognormal mean.")
+    output_tokens_mean: float | None = Field(default=None, gt=0, description="Lognormal mean.")
+    sigma: float = Field(default=0.6, ge=0, description="Lognormal shape of token counts.")
+    images: int = Field(default=1, ge=0, description="Images per VLM prompt.")
+    audio_s_mean: float = Field(default=20.0, gt=0, description="Mean audio length, s.")
+    resolution_px: int = Field(default=512, ge=64, le=2048, description="Generated image side.")
+    steps: int = Field(default=30, ge=1, le=1000, description="Denoising steps.")
+
+
+class ModelDemand(_Config):
+    model: str = Field(description="Model name from the catalogue.")
+    arrivals: ArrivalConfig
+    sizes: PromptSizes = Field(default_factory=PromptSizes)
+    trace: str | None = Field(
+        default=None,
+        description="Replay a trace for arrival times and token counts: 'azure-conv' (built in, "
+        "CC-BY 4.0) or a CSV path with TIMESTAMP,ContextTokens,GeneratedTokens.",
+    )
+    trace_offset_s: float = Field(default=0.0, ge=0, description="Where in the trace to start.")
+
+
+class DemandShift(_Config):
+    """A step change in demand at a time: a model's rate, or a cell's share of users."""
+
+    at_s: float = Field(ge=0)
+    model: str | None = Field(default=None, description="Scale this model's rate (None: all).")
+    cell: str | None = Field(
+        default=None,
+        description="Scale this cell's user weight instead (with `model` set too: only for "
+        "that model's prompts).",
+    )
+    factor: float = Field(ge=0, description="Multiplier applied from at_s on.")
+
+
+class DiurnalConfig(_Config):
+    amplitude: float = Field(default=0.3, ge=0, lt=1, description="Relative swing of all rates.")
+    period_s: float = Field(default=3600.0, gt=0)
+
+
+class MobilityConfig(_Config):
+    """Users hop to a neighbouring cell (by backhaul adjacency of their sites)."""
+
+    moves_per_user_per_h: float = Field(default=2.0, ge=0)
+    tracked_users: int = Field(default=2000, ge=1, le=200_000, description="Users simulated.")
+
+
+class WorkloadConfig(_Config):
+    demands: list[ModelDemand] = Field(min_length=1)
+    shifts: list[DemandShift] = Field(default_factory=list)
+    diurnal: DiurnalConfig | None = None
+    mobility: MobilityConfig | None = None
+
+
+class CityEvent(_Config):
+    """A failure or repair at a time."""
+
+    at_s: float = Field(ge=0)
+    kind: Literal["site_down", "site_up", "link_down", "link_up"]
+    site: str | None = None
+    link: tuple[str, str] | None = None
+
+
+class ControlConfig(_Config):
+    tick_s: float = Field(default=5.0, gt=0, description="Short-term control period, s.")
+    planning_epoch_s: float = Field(default=120.0, gt=0, description="Planner period, s.")
+    window_s: float = Field(default=30.0, gt=0, description="Telemetry window, s.")
+    max_queue_per_replica: int = Field(default=256, ge=1, description="Back-pressure bound.")
+    max_redispatches: int = Field(default=3, ge=0, description="Re-routes before refusal.")
+    drain_limit_s: float = Field(
+        default=600.0, ge=0, description="After the last arrival, how long work may finish."
+    )
+
+
+class PayloadConfig(_Config):
+    """Bytes on the wire per unit of each modality."""
+
+    bytes_per_token: float = Field(default=4.0, gt=0)
+    image_in_kb: float = Field(default=300.0, gt=0, description="A JPEG photo attached to a VLM.")
+    image_out_kb_per_mpx: float = Field(default=1500.0, gt=0, description="PNG output per MPx.")
+    audio_kb_per_s: float = Field(default=32.0, gt=0, description="16 kHz 16-bit mono PCM.")
+
+
+class Scenario(_Config):
+    """A whole city and what it is asked to do. Validate with `Scenario.from_file()`."""
+
+    name: str
+    description: str = ""
+    engine: EngineRegime = Field(
+        default="optimized", description="Inference regime of LM decode: hf-eager or optimized."
+    )
+    gpu_types: list[GpuType] = Field(
+        default_factory=list, description="Extra GPU types beside the built-in datasheet ones."
+    )
+    sites: list[Site] = Field(min_length=1)
+    cells: list[Cell] = Field(min_length=1)
+    links: list[Link] = Field(default_factory=list)
+    models: list[ModelSpec] = Field(min_length=1)
+    profiles: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Profiles measured on other hardware, added to the built-in ones under new "
+        "names (the shape of a model in edgeagents/data/h200-hf-eager.json; `edgeagents serve` "
+        "writes them from its calibration). Use them with a GPU type whose bf16_tflops and "
+        "memory_bandwidth_gbps equal the H200's, so they apply unscaled.",
+    )
+    placement: dict[str, list[str]] = Field(
+        default_factory=dict, description="Initial replicas: site -> models (one replica each)."
+    )
+    workload: WorkloadConfig
+    events: list[CityEvent] = Field(default_factory=list)
+    notices: list[Notice] = Field(
+        default_factory=list,
+        description="Operator notices, each delivered to the agents at its publish time.",
+    )
+    control: ControlConfig = Field(default_factory=ControlConfig)
+    payload: PayloadConfig = Field(default_factory=PayloadConfig)
+    duration_s: float = Field(default=600.0, gt=0, description="Default episode length, s.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Scenario:
+        _check_unique("sites", [s.name for s in self.sites])
+        _check_unique("cells", [c.name for c in self.cells])
+        _check_unique("models", [m.name for m in self.models])
+        sites = {s.name for s in self.sites}
+        models = {m.name for m in self.models}
+        cells = {c.name for c in self.cells}
+        gpu_types = self.gpu_catalogue
+        for i, site in enumerate(self.sites):
+            for j, slot in enumerate(site.gpus):
+                if slot.type not in gpu_types:
+                    raise ValueError(
+                        f"sites[{i}].gpus[{j}].type: unknown GPU type {slot.type!r} "
+                        f"(known: {', '.join(sorted(gpu_types))}; declare others in gpu_types)"
+                    )
+        for i, cell in enumerate(self.cells):
+            if cell.site not in sites:
+                raise ValueError(f"cells[{i}].site: unknown site {cell.site!r}")
+        for i, link in enumerate(self.links):
+            for end in ("a", "b"):
+                if getattr(link, end) not in sites:
+                    raise ValueError(f"links[{i}].{end}: unknown site {getattr(link, end)!r}")
+            if link.a == link.b:
+                raise ValueError(f"links[{i}]: a link joins two different sites, got {link.a!r}")
+        if len(self.sites) > 1 and not nx.is_connected(self._graph()):
+            raise ValueError("links: the backhaul does not connect every site")
+        kinds = {m.profile: m.kind for m in self.models}
+        for name, data in self.profiles.items():
+            if name in kinds:
+                try:
+                    check_profile(kinds[name], data)
+                except ValueError as e:
+                    raise ValueError(f"profiles.{name}.{e}") from e
+        try:
+            register_profiles(self.profiles)
+        except ValueError as e:
+            raise ValueError(f"profiles: {e}") from e
+        profiles = set(known_profiles())
+        largest = max(gpu_types[slot.type].memory_gb for s in self.sites for slot in s.gpus)
+        for i, m in enumerate(self.models):
+            for field in ("profile", "encoder_profile"):
+                name = getattr(m, field)
+                if name is not None and name not in profiles:
+                    raise ValueError(
+                        f"models[{i}].{field}: unknown profile {name!r} "
+                        f"(known: {', '.join(sorted(profiles))})"
+                    )
+            if m.memory_gb(1) > largest:
+                raise ValueError(
+                    f"models[{i}] ({m.name}): needs {m.memory_gb(1):.1f} GB at batch 1, larger "
+                    f"than every GPU (largest {largest:.0f} GB)"
+                )
+        for site, placed in self.placement.items():
+            if site not in sites:
+                raise ValueError(f"placement: unknown site {site!r}")
+            for name in placed:
+                if name not in models:
+                    raise ValueError(f"placement.{site}: unknown model {name!r}")
+        for i, d in enumerate(self.workload.demands):
+            if d.model not in models:
+                raise ValueError(f"workload.demands[{i}].model: unknown model {d.model!r}")
+        for i, sh in enumerate(self.workload.shifts):
+            if sh.model is not None and sh.model not in models:
+                raise ValueError(f"workload.shifts[{i}].model: unknown model {sh.model!r}")
+            if sh.cell is not None and sh.cell not in cells:
+                raise ValueError(f"workload.shifts[{i}].cell: unknown cell {sh.cell!r}")
+        links = {frozenset((lk.a, lk.b)) for lk in self.links}
+        for i, ev in enumerate(self.events):
+            if ev.kind.startswith("site") and ev.site not in sites:
+                raise ValueError(f"events[{i}].site: unknown site {ev.site!r}")
+            if ev.kind.startswith("link") and (ev.link is None or frozenset(ev.link) not in links):
+                raise ValueError(f"events[{i}].link: no such link {ev.link!r}")
+        if sum(c.users for c in self.cells) == 0:
+            raise ValueError("cells: no cell has users, so no prompt can start anywhere")
+        for i, n in enumerate(self.notices):
+            if n.expect is None:
+                continue
+            if not looks_strict(n.expect):
+                raise ValueError(f"notices[{i}].expect: not in the strict form: {n.expect!r}")
+            probe = Notice(text=n.expect, publish_s=n.publish_s)
+            try:
+                intent = parse_strict(probe, self)
+            except NoticeError as e:
+                raise ValueError(f"notices[{i}].expect: {e}") from None
+            if intent is None or intent.notes:
+                why = "; ".join(intent.notes) if intent is not None else "unreadable"
+                raise ValueError(f"notices[{i}].expect: {why}")
+        return self
+
+    @property
+    def gpu_catalogue(self) -> dict[str, GpuType]:
+        return {**BUILTIN_GPU_TYPES, **{g.name: g for g in self.gpu_types}}
+
+    def _graph(self) -> nx.Graph:
+        g = nx.Graph()
+        g.add_nodes_from(s.name for s in self.sites)
+        for lk in self.links:
+            g.add_edge(lk.a, lk.b, latency_ms=lk.latency_ms, bandwidth_gbps=lk.bandwidth_gbps)
+        return g
+
+    @cached_property
+    def backhaul(self) -> nx.Graph:
+        """The backhaul as a networkx graph (edge attributes latency_ms, bandwidth_gbps)."""
+        return self._graph()
+
+    def model(self, name: str) -> ModelSpec:
+        for m in self.models:
+            if m.name == name:
+                return m
+        raise KeyError(f"unknown model {name!r} (known: {', '.join(self.model_names)})")
+
+    @property
+    def model_names(self) -> list[str]:
+        return [m.name for m in self.models]
+
+    @property
+    def site_names(self) -> list[str]:
+        return [s.name for s in self.sites]
+
+    @property
+    def cell_names(self) -> list[str]:
+        return [c.name for c in self.cells]
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Scenario:
+        """Load and validate a YAML scenario; raises `ScenarioError` with one line."""
+        p = Path(path)
+        try:
+            text = p.read_text()
+        except OSError as e:
+            raise ScenarioError(f"{p}: cannot read scenario file ({e.strerror or e})") from e
+        return cls.from_yaml(text, source=str(p))
+
+    @classmethod
+    def from_yaml(cls, text: str, *, source: str = "<scenario>") -> Scenario:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark is not None else ""
+            raise ScenarioError(f"{source}: not valid YAML{where}") from e
+        if not isinstance(data, dict):
+            raise ScenarioError(
+                f"{source}: a scenario is a YAML mapping, got {type(data).__name__}"
+            )
+        try:
+            return cls.model_validate(data)
+        except ValidationError as e:
+            raise ScenarioError(f"{source}: {_first_error(e)}") from e
+
+
+def _check_unique(field: str, names: list[str]) -> None:
+    seen: set[str] = set()
+    for i, n in enumerate(names):
+        if n in seen:
+            raise ValueError(f"{field}[{i}].name: duplicate name {n!r}")
+        seen.add(n)
+
+
+def _first_error(e: ValidationError) -> str:
+    err = e.errors(include_url=False)[0]
+    loc = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in err["loc"]).replace(
+        ".[", "["
+    )
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "missing":
+        msg = "required field is missing"
+    elif err["type"] == "extra_forbidden":
+        msg = "unknown field"
+    return f"{loc}: {msg}" if loc else msg
+
+
+BUILTIN_SCENARIOS = ("bristol", "bristol-events")
+
+
+def load_scenario(name_or_path: str | Path) -> Scenario:
+    """A built-in scenario by name, or a YAML file by path."""
+    if str(name_or_path) in BUILTIN_SCENARIOS:
+        text = resources.files("edgeagents.scenarios").joinpath(f"{name_or_path}.yaml").read_text()
+        return Scenario.from_yaml(text, source=str(name_or_path))
+    p = Path(name_or_path)
+    if not p.exists():
+        raise ScenarioError(
+            f"{name_or_path}: no such scenario file (built-in: {', '.join(BUILTIN_SCENARIOS)})"
+        )
+    return Scenario.from_file(p)
