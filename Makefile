@@ -30,6 +30,7 @@ demo-events: $(BIN)/.installed-$(EXTRAS)
 test: $(BIN)/.installed-$(EXTRAS)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest
 
 scaling: $(BIN)/.installed-$(EXTRAS)

@@ -43,7 +43,6 @@ def create_recall(store: Any, *, k: int = 3, name: str = "recall") -> Callable[.
     """A node before the planner. `store` is a `memory.store.ExperienceStore`; when it fails,
     the run goes on without memory and a warning says why."""
     from edgeagents.agents.tools import placement_of
-    from edgeagents.agents.twin import window_demand
     from memory.errors import MemoryStoreError
     from memory.experience import (
         Experience,
@@ -70,7 +69,7 @@ def create_recall(store: Any, *, k: int = 3, name: str = "recall") -> Callable[.
         try:
             if state.get("run_planner"):
                 mean, fair, refused = window_outcome(telemetry)
-                rates, cells = window_demand(telemetry)
+                rates, cells = telemetry.window_demand()
                 action = describe_action(state.get("plan"), state.get("routing"))
                 measured = {
                     "scenario": scenario_name,

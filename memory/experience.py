@@ -10,7 +10,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from edgeagents.agents.twin import window_demand
 from edgeagents.core.state import Forecast, Plan, RoutingPolicy, Telemetry
 from edgeagents.sim.metrics import jain
 
@@ -211,7 +210,7 @@ def shift_persists(shift: str, telemetry: Telemetry, before: Forecast | None) ->
         return any(s.site == site and not s.up for s in telemetry.sites)
     if before is None:
         return False
-    rates, cells = window_demand(telemetry)
+    rates, cells = telemetry.window_demand()
     if shift.startswith("surge "):
         m = shift.removeprefix("surge ")
         old = before.rates_per_s.get(m)
@@ -237,7 +236,7 @@ def detect_shifts(telemetry: Telemetry, forecast: Forecast | None) -> list[str]:
     found = [f"site {s.site} down" for s in telemetry.sites if not s.up]
     if forecast is None or telemetry.time_s < telemetry.window_s:
         return found
-    rates, cells = window_demand(telemetry)
+    rates, cells = telemetry.window_demand()
     for m, r in rates.items():
         f = forecast.rates_per_s.get(m)
         peak = forecast.peak_rates_per_s.get(m)

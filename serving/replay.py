@@ -18,9 +18,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from edgeagents.core.dataplane import Router
+from edgeagents.core.state import REFUSAL_REASONS
 from edgeagents.experiments.bench import LOWER_BOUND, bound_outcomes
 from edgeagents.sim.bounds import lower_bound_s, reference_s, standalone_matrix_s
-from edgeagents.sim.city import REFUSAL_REASONS, EpisodeOutcomes, SimulatedCity
+from edgeagents.sim.city import EpisodeOutcomes, SimulatedCity
 from edgeagents.sim.metrics import PolicyResult, summarize
 from edgeagents.sim.workload import Workload
 

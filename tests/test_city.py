@@ -176,17 +176,3 @@ def test_simulated_city_implements_the_environment_protocol(tiny):
     assert telemetry.time_s == 1.0
     assert [s.site for s in telemetry.sites] == ["a", "b", "c"]
     assert telemetry.sites[0].loaded_models == ["llm"]
-
-
-def test_core_imports_no_heavy_client():
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, edgeagents, edgeagents.cli;"
-        "heavy = [m for m in sys.modules if m.split('.')[0] in "
-        "('ray', 'chromadb', 'llama_cpp', 'langchain_openai', 'langchain_community', 'torch')];"
-        "print(heavy)"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"

@@ -10,10 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edgeagents.core.scenario import Scenario
+from edgeagents.core.state import REFUSAL_REASONS
 from edgeagents.experiments.driver import run_episode
 from edgeagents.policies import POLICIES
 from edgeagents.sim.bounds import lower_bound_s, standalone_matrix_s
-from edgeagents.sim.city import REFUSAL_REASONS
 from edgeagents.sim.workload import generate_workload
 
 GPUS = ["H200", "A100-80GB", "L40S", "L4", "RTX-4090"]

@@ -33,23 +33,12 @@ PEAK_DECAY = 0.9
 """Per forecast (planning epoch): how fast a model's remembered peak rate fades."""
 
 
-def window_demand(telemetry: Telemetry) -> tuple[dict[str, float], dict[str, float]]:
-    """Prompts/s per model and share of prompts per cell over the telemetry window."""
-    rates = {m.model: m.arrivals_per_s for m in telemetry.models}
-    by_cell: dict[str, float] = {}
-    for m in telemetry.models:
-        for cell, rate in m.arrivals_per_s_by_cell.items():
-            by_cell[cell] = by_cell.get(cell, 0.0) + rate
-    total = sum(by_cell.values())
-    return rates, ({c: r / total for c, r in by_cell.items()} if total > 0 else {})
-
-
 def forecast_demand(
     telemetry: Telemetry, previous: Forecast | None = None, *, smoothing: float = 0.5
 ) -> Forecast:
     """Exponentially smoothed arrival rates from the telemetry window, and each model's
     decaying peak windowed rate (from full windows only: a partial one is noise)."""
-    rates, cells = window_demand(telemetry)
+    rates, cells = telemetry.window_demand()
     peaks = dict(previous.peak_rates_per_s) if previous is not None else {}
     if telemetry.time_s >= telemetry.window_s:
         peaks = {m: max(r, PEAK_DECAY * peaks.get(m, 0.0)) for m, r in rates.items()}

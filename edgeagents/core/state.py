@@ -7,7 +7,7 @@ plain slotted classes instead; they convert to these models at the edges.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Annotated, Any, Literal, TypedDict, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -40,6 +40,8 @@ RefusalReason = Literal[
     "episode_ended",
 ]
 """Why a prompt was refused. Every prompt ends served or refused with one of these."""
+REFUSAL_REASONS: tuple[RefusalReason, ...] = get_args(RefusalReason)
+"""The reasons in order: an outcome array stores a refusal as its index here."""
 
 
 class _Frozen(BaseModel):
@@ -240,6 +242,16 @@ class Telemetry(_Frozen):
     refusals_by_reason: dict[str, int] = Field(
         default_factory=dict, description="Refusals in the window, by reason."
     )
+
+    def window_demand(self) -> tuple[dict[str, float], dict[str, float]]:
+        """Prompts/s per model and share of prompts per cell over the telemetry window."""
+        rates = {m.model: m.arrivals_per_s for m in self.models}
+        by_cell: dict[str, float] = {}
+        for m in self.models:
+            for cell, rate in m.arrivals_per_s_by_cell.items():
+                by_cell[cell] = by_cell.get(cell, 0.0) + rate
+        total = sum(by_cell.values())
+        return rates, ({c: r / total for c, r in by_cell.items()} if total > 0 else {})
 
 
 class SiteWeight(_Frozen):

@@ -707,9 +707,9 @@ def compare_targets(
 
 def write_adaptation_plots(report: AdaptationReport, out_dir: Path) -> list[Path]:
     """One PNG per shift: mean latency per planning epoch, a line per (memory, llm)."""
-    from edgeagents.experiments.plots import _pyplot, _save
+    from edgeagents.experiments.plots import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     out_dir.mkdir(parents=True, exist_ok=True)
     epoch_s = report.settings.planning_epoch_s
     paths = []
@@ -737,7 +737,7 @@ def write_adaptation_plots(report: AdaptationReport, out_dir: Path) -> list[Path
         ax.set_title(f"{report.scenario}: {what}")
         ax.set_yscale("log")
         ax.legend(fontsize=8)
-        paths.append(_save(fig, out_dir / f"adaptation-{shift}.png", plt))
+        paths.append(save_figure(fig, out_dir / f"adaptation-{shift}.png", plt))
     return paths
 
 

@@ -12,7 +12,8 @@ if TYPE_CHECKING:
     from edgeagents.experiments.driver import EpisodeRun
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib's pyplot on the Agg backend: plots are files, never windows."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -23,7 +24,7 @@ def _pyplot():
 
 def write_plots(report: BenchReport, runs: dict[str, EpisodeRun], out_dir: Path) -> list[Path]:
     """Write latency_cdf.png, per_model_latency.png and timeline.png; return their paths."""
-    plt = _pyplot()
+    plt = pyplot()
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
 
@@ -38,7 +39,7 @@ def write_plots(report: BenchReport, runs: dict[str, EpisodeRun], out_dir: Path)
     ax.set_title(f"Latency CDF: {report.scenario}, seed {report.seed}, {report.prompts} prompts")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    paths.append(_save(fig, out_dir / "latency_cdf.png", plt))
+    paths.append(save_figure(fig, out_dir / "latency_cdf.png", plt))
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     models = [m.model for m in report.results[0].per_model]
@@ -52,7 +53,7 @@ def write_plots(report: BenchReport, runs: dict[str, EpisodeRun], out_dir: Path)
     ax.set_ylabel("mean latency (s, log)")
     ax.set_title("Mean latency per model type")
     ax.legend(fontsize=7, ncol=2)
-    paths.append(_save(fig, out_dir / "per_model_latency.png", plt))
+    paths.append(save_figure(fig, out_dir / "per_model_latency.png", plt))
 
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
     for name, run in runs.items():
@@ -65,11 +66,12 @@ def write_plots(report: BenchReport, runs: dict[str, EpisodeRun], out_dir: Path)
     ax2.set_ylabel("replicas placed")
     ax2.set_xlabel("simulated time (s)")
     fig.suptitle("Timeline: latency and deployments")
-    paths.append(_save(fig, out_dir / "timeline.png", plt))
+    paths.append(save_figure(fig, out_dir / "timeline.png", plt))
     return paths
 
 
-def _save(fig, path: Path, plt) -> Path:
+def save_figure(fig, path: Path, plt) -> Path:
+    """Write `fig` to `path` and free it (a long bench draws many)."""
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

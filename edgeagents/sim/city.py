@@ -20,6 +20,7 @@ import numpy as np
 
 from edgeagents.core.profiles import ServiceModel, iterations, load_s, service_model, setup_h200_s
 from edgeagents.core.state import (
+    REFUSAL_REASONS,
     ApplyReport,
     Decision,
     Deployment,
@@ -43,15 +44,6 @@ if TYPE_CHECKING:
     from edgeagents.core.scenario import CityEvent, Scenario
     from edgeagents.sim.workload import Workload
 
-REFUSAL_REASONS: tuple[RefusalReason, ...] = (
-    "model_not_deployed",
-    "no_reachable_replica",
-    "queue_full",
-    "site_failed",
-    "preempted_too_often",
-    "result_unreachable",
-    "episode_ended",
-)
 _REASON_CODE = {r: i for i, r in enumerate(REFUSAL_REASONS)}
 _EPS = 1e-9
 

@@ -95,7 +95,7 @@ def summarize(
     wall_s: float = 0.0,
 ) -> PolicyResult:
     """Figures of one episode from its per-prompt outcomes."""
-    from edgeagents.sim.city import REFUSAL_REASONS
+    from edgeagents.core.state import REFUSAL_REASONS
 
     lat = outcomes.latency_s
     served = ~np.isnan(lat)
