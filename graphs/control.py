@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any, get_type_hints
 
 from langchain_core.runnables import RunnableConfig
@@ -84,6 +85,106 @@ def published_notices(
     return list(unread.values()), [e for e in errors if e not in seen]
 
 
+def bind(fn: Callable[..., Any], name: str | None = None, **deps: Any) -> Callable[..., Any]:
+    """`fn` with its dependencies given, under its own name or `name` (LangGraph names a
+    node's or a branch's runnable after its function)."""
+    bound = partial(fn, **deps)
+    bound.__name__ = name or fn.__name__  # type: ignore[attr-defined]
+    return bound
+
+
+def with_scenario(
+    state: ControlState, config: RunnableConfig, *, node: Callable[..., dict], resolver: EnvResolver
+) -> dict:
+    """Runs an agent node with the run's scenario in its config."""
+    cfg = dict(config or {})
+    cfg["configurable"] = {**cfg.get("configurable", {}), "scenario": resolver.scenario(config)}
+    return node(state, cfg)
+
+
+def observe(
+    state: ControlState, config: RunnableConfig, *, resolver: EnvResolver, memory: bool
+) -> dict:
+    """Telemetry of the city now, the notices published since, and whether the planner runs
+    this cycle (a new epoch, a notice, an intent window about to open or close)."""
+    env = resolver.env(config)
+    sc = resolver.scenario(config)
+    telemetry = env.observe()
+    epoch = int(telemetry.time_s // sc.control.planning_epoch_s)
+    plan = state.get("plan")
+    unread, errors = published_notices(state, sc, env, telemetry.time_s)
+    intents = list((state.get("intents") or {}).values())
+    last = state.get("time_s", -1.0)
+    update: dict[str, Any] = {
+        "time_s": telemetry.time_s,
+        "cycle": state.get("cycle", 0) + 1,
+        "started_wall_s": time.time(),
+        "telemetry": telemetry,
+        "run_planner": plan is None
+        or plan.epoch < epoch
+        or bool(unread or errors)
+        or replan_due(intents, last, telemetry.time_s),
+        "unread_notices": unread,
+        "notice_errors": errors,
+        "actions": None,
+        "records": None,
+        "recalled": [],
+        "recalled_plan": None,
+        "shift": None,
+    }
+    if memory:
+        from memory.experience import detect_shifts
+
+        seen = detect_shifts(telemetry, state.get("forecast"))
+        new = [s for s in seen if s not in (state.get("shifts_seen") or [])]
+        update |= {"shifts_seen": seen, "shift": new[0] if new else None}
+    return update
+
+
+def fan_out(state: ControlState) -> list[Send]:
+    """One deployer per site that is up, in parallel; with none up, straight to the scheduler."""
+    return [
+        Send("deployer", {**state, "site": s.site}) for s in state["telemetry"].sites if s.up
+    ] or [Send("scheduler", state)]
+
+
+def after_observe(state: ControlState, *, first: str) -> list[Send] | str:
+    return first if state["run_planner"] or state.get("shift") else fan_out(state)
+
+
+def after_recall(state: ControlState) -> list[Send] | str:
+    return "planner" if state["run_planner"] else fan_out(state)
+
+
+def apply(state: ControlState, config: RunnableConfig, *, resolver: EnvResolver) -> dict:
+    """The cycle's decision, applied after the time it took (or the run's fixed delay)."""
+    env = resolver.env(config)
+    configurable = (config or {}).get("configurable", {})
+    by_site = state.get("actions") or {}
+    actions = [a for site in sorted(by_site) for a in by_site[site]]
+    decision = Decision(
+        time_s=env.now,
+        routing=state.get("routing"),
+        actions=actions,
+        plan=state.get("plan") if state.get("run_planner") else None,
+        records=list((state.get("records") or {}).values()),
+    )
+    wall = time.time() - state.get("started_wall_s", time.time())
+    delay = decision_delay_s(configurable.get("charge_decision_time", True), wall)
+    if delay > 0:
+        env.advance(env.now + delay)
+    report = env.apply(decision)
+    return {"decision": decision.model_copy(update={"time_s": env.now}), "report": report}
+
+
+def agent_kwargs(
+    agent: str, lm_timeouts_s: dict[str, float] | None, extra: dict[str, Any] | None
+) -> dict[str, Any]:
+    """An agent factory's keyword arguments: its LM timeout, if set, then `extra`."""
+    timeout = (lm_timeouts_s or {}).get(agent)
+    return ({} if timeout is None else {"timeout_s": timeout}) | (extra or {})
+
+
 def create_control_graph(
     model: BaseChatModel | None,
     *,
@@ -119,114 +220,37 @@ def create_control_graph(
             plan went and shows the planner the `memory_k` most similar past situations; a
             sharp shift with a remembered precedent re-plans at once (`graphs.memory_nodes`).
     """
-    _check_state_schema(state_schema)
+    check_state_schema(state_schema)
     resolver = EnvResolver(scenario, env_factory)
-
-    def with_scenario(node: Callable[..., dict]) -> Callable[..., dict]:
-        def run(state: ControlState, config: RunnableConfig) -> dict:
-            cfg = dict(config or {})
-            cfg["configurable"] = {
-                **cfg.get("configurable", {}),
-                "scenario": resolver.scenario(config),
-            }
-            return node(state, cfg)
-
-        run.__name__ = node.__name__
-        return run
-
-    def observe(state: ControlState, config: RunnableConfig) -> dict:
-        env = resolver.env(config)
-        sc = resolver.scenario(config)
-        telemetry = env.observe()
-        epoch = int(telemetry.time_s // sc.control.planning_epoch_s)
-        plan = state.get("plan")
-        unread, errors = published_notices(state, sc, env, telemetry.time_s)
-        intents = list((state.get("intents") or {}).values())
-        last = state.get("time_s", -1.0)
-        update: dict[str, Any] = {
-            "time_s": telemetry.time_s,
-            "cycle": state.get("cycle", 0) + 1,
-            "started_wall_s": time.time(),
-            "telemetry": telemetry,
-            "run_planner": plan is None
-            or plan.epoch < epoch
-            or bool(unread or errors)
-            or replan_due(intents, last, telemetry.time_s),
-            "unread_notices": unread,
-            "notice_errors": errors,
-            "actions": None,
-            "records": None,
-            "recalled": [],
-            "recalled_plan": None,
-            "shift": None,
-        }
-        if memory is not None:
-            from memory.experience import detect_shifts
-
-            seen = detect_shifts(telemetry, state.get("forecast"))
-            new = [s for s in seen if s not in (state.get("shifts_seen") or [])]
-            update |= {"shifts_seen": seen, "shift": new[0] if new else None}
-        return update
-
-    def fan_out(state: ControlState) -> list[Send]:
-        return [
-            Send("deployer", {**state, "site": s.site}) for s in state["telemetry"].sites if s.up
-        ] or [Send("scheduler", state)]
-
+    agents = {
+        "planner": create_planner(
+            planner_model or model, lm_call=lm_call,
+            **agent_kwargs("planner", lm_timeouts_s, planner_kwargs),
+        ),
+        "deployer": create_deployer(
+            deployer_model or model, lm_call=lm_call,
+            **agent_kwargs("deployer", lm_timeouts_s, None),
+        ),
+        "scheduler": create_scheduler(
+            scheduler_model or model, lm_call=lm_call,
+            **agent_kwargs("scheduler", lm_timeouts_s, scheduler_kwargs),
+        ),
+    }  # fmt: skip
     first = "recall" if memory is not None else "planner"
-
-    def after_observe(state: ControlState) -> list[Send] | str:
-        return first if state["run_planner"] or state.get("shift") else fan_out(state)
-
-    def after_recall(state: ControlState) -> list[Send] | str:
-        return "planner" if state["run_planner"] else fan_out(state)
-
-    def apply(state: ControlState, config: RunnableConfig) -> dict:
-        env = resolver.env(config)
-        configurable = (config or {}).get("configurable", {})
-        by_site = state.get("actions") or {}
-        actions = [a for site in sorted(by_site) for a in by_site[site]]
-        decision = Decision(
-            time_s=env.now,
-            routing=state.get("routing"),
-            actions=actions,
-            plan=state.get("plan") if state.get("run_planner") else None,
-            records=list((state.get("records") or {}).values()),
-        )
-        wall = time.time() - state.get("started_wall_s", time.time())
-        delay = decision_delay_s(configurable.get("charge_decision_time", True), wall)
-        if delay > 0:
-            env.advance(env.now + delay)
-        report = env.apply(decision)
-        return {"decision": decision.model_copy(update={"time_s": env.now}), "report": report}
-
-    timeouts = lm_timeouts_s or {}
-    kw_planner = {k: v for k, v in (("timeout_s", timeouts.get("planner")),) if v is not None}
-    kw_planner |= planner_kwargs or {}
-    kw_scheduler = {k: v for k, v in (("timeout_s", timeouts.get("scheduler")),) if v is not None}
-    kw_scheduler |= scheduler_kwargs or {}
-    kw_deployer = {k: v for k, v in (("timeout_s", timeouts.get("deployer")),) if v is not None}
     graph = StateGraph(state_schema)
-    graph.add_node("observe", observe)
-    graph.add_node(
-        "planner",
-        with_scenario(create_planner(planner_model or model, lm_call=lm_call, **kw_planner)),
-    )
-    graph.add_node(
-        "deployer",
-        with_scenario(create_deployer(deployer_model or model, lm_call=lm_call, **kw_deployer)),
-    )
-    graph.add_node(
-        "scheduler",
-        with_scenario(create_scheduler(scheduler_model or model, lm_call=lm_call, **kw_scheduler)),
-    )
-    graph.add_node("apply", apply)
+    graph.add_node("observe", bind(observe, resolver=resolver, memory=memory is not None))
+    for name, node in agents.items():
+        graph.add_node(name, bind(with_scenario, name, node=node, resolver=resolver))
+    graph.add_node("apply", bind(apply, resolver=resolver))
     graph.add_edge(START, "observe")
-    graph.add_conditional_edges("observe", after_observe, [first, "deployer", "scheduler"])
+    graph.add_conditional_edges(
+        "observe", bind(after_observe, first=first), [first, "deployer", "scheduler"]
+    )
     if memory is not None:
         from graphs.memory_nodes import create_recall
 
-        graph.add_node("recall", with_scenario(create_recall(memory, k=memory_k)))
+        recall = create_recall(memory, k=memory_k)
+        graph.add_node("recall", bind(with_scenario, "recall", node=recall, resolver=resolver))
         graph.add_conditional_edges("recall", after_recall, ["planner", "deployer", "scheduler"])
     graph.add_conditional_edges("planner", fan_out, ["deployer", "scheduler"])
     graph.add_edge("deployer", "scheduler")
@@ -235,7 +259,7 @@ def create_control_graph(
     return graph
 
 
-def _check_state_schema(schema: type) -> None:
+def check_state_schema(schema: type) -> None:
     """A user's state schema must carry the fields the nodes write, with the same reducers."""
     try:
         hints = get_type_hints(schema, include_extras=True)

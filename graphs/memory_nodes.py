@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -39,20 +38,19 @@ def window_outcome(telemetry: Telemetry) -> tuple[float | None, float | None, in
     return mean, jain(speeds) if speeds else None, sum(m.refused for m in telemetry.models)
 
 
-def create_recall(store: Any, *, k: int = 3, name: str = "recall") -> Callable[..., dict]:
-    """A node before the planner. `store` is a `memory.store.ExperienceStore`; when it fails,
-    the run goes on without memory and a warning says why."""
-    from edgeagents.agents.tools import placement_of
-    from memory.errors import MemoryStoreError
-    from memory.experience import (
-        Experience,
-        describe_action,
-        describe_outcome,
-        shift_persists,
-        summarize_situation,
-    )
+class Recall:
+    """The recall node (see `create_recall`): stores how the last epoch went, watches shifts,
+    and finds the past situations the planner and scheduler are shown."""
 
-    def recall(state: ControlState, config: RunnableConfig) -> dict:
+    def __init__(self, store: Any, *, k: int, name: str) -> None:
+        self.store = store
+        self.k = k
+        self.__name__ = name
+
+    def __call__(self, state: ControlState, config: RunnableConfig) -> dict:
+        from memory.errors import MemoryStoreError
+        from memory.experience import summarize_situation
+
         telemetry = state["telemetry"]
         configurable = (config or {}).get("configurable", {})
         scenario = configurable.get("scenario")
@@ -60,56 +58,13 @@ def create_recall(store: Any, *, k: int = 3, name: str = "recall") -> Callable[.
         epoch_s = scenario.control.planning_epoch_s if scenario is not None else 120.0
         thread = str(configurable.get("thread_id", "run"))
         text, features = summarize_situation(telemetry, state.get("plan"))
-        query = text if store.embedding == "text" else features
+        query = text if self.store.embedding == "text" else features
         epoch = int(telemetry.time_s // epoch_s)
         shift = state.get("shift")
-        watch = state.get("shift_watch")
-        forecast = state.get("forecast")
         out: dict[str, Any] = {}
         try:
             if state.get("run_planner"):
-                mean, fair, refused = window_outcome(telemetry)
-                rates, cells = telemetry.window_demand()
-                action = describe_action(state.get("plan"), state.get("routing"))
-                measured = {
-                    "scenario": scenario_name,
-                    "outcome": describe_outcome(mean, fair, refused),
-                    "mean_latency_s": mean,
-                    "jain": fair,
-                    "refused": refused,
-                    "placement": placement_of(telemetry),
-                    "demand": rates,
-                    "cell_weights": cells,
-                }
-                last = state.get("last_situation")
-                if last:
-                    store.add(
-                        Experience(
-                            id=f"{thread}-{last['epoch']}-{last['time_s']:.0f}",
-                            time_s=last["time_s"], epoch=last["epoch"],
-                            situation=last["situation"], action=action,
-                            features=last["features"], **measured,
-                        )
-                    )  # fmt: skip
-                watching = bool(
-                    watch and telemetry.time_s <= watch["until_s"] and sum(rates.values()) > 0
-                )
-                if watching and not shift_persists(
-                    watch["shift"], telemetry, _forecast_or_none(watch.get("before"))
-                ):
-                    log.info("%.0f s: %s no longer seen", telemetry.time_s, watch["shift"])
-                    watching = False
-                if watching:
-                    store.add(
-                        Experience(
-                            id=watch["id"], time_s=watch["time_s"], epoch=watch["epoch"],
-                            situation=watch["situation"], action=f"settled on {action}",
-                            features=watch["features"], kind="shift", shift=watch["shift"],
-                            **measured,
-                        )
-                    )  # fmt: skip
-                elif watch:
-                    out["shift_watch"] = None
+                self.store_epoch(state, out, scenario_name, thread)
             hits: list = []
             if shift:
                 out["shift_watch"] = {
@@ -120,25 +75,11 @@ def create_recall(store: Any, *, k: int = 3, name: str = "recall") -> Callable[.
                     "situation": text,
                     "features": features,
                     "until_s": telemetry.time_s + WATCH_EPOCHS * epoch_s,
-                    "before": forecast.model_dump() if forecast is not None else None,
+                    "before": state["forecast"].model_dump() if state.get("forecast") else None,
                 }
-                where = {"$and": [{"kind": "shift"}, {"shift": shift}]}
-                hits = store.search(query, k=k, where=where)
-                log.info(
-                    "%.0f s: %s; %s", telemetry.time_s, shift,
-                    f"recalled {hits[0][0].id} ({hits[0][1]:.3f})" if hits else "none remembered",
-                )  # fmt: skip
-                if hits:
-                    best = hits[0][0]
-                    out["run_planner"] = True
-                    out["recalled_plan"] = {
-                        "shift": shift,
-                        "placement": best.placement,
-                        "demand": best.demand,
-                        "cell_weights": best.cell_weights,
-                    }
+                hits = self.recall_shift(telemetry, out, shift, query)
             if not hits and state.get("run_planner"):
-                hits = store.search(query, k=k)
+                hits = self.store.search(query, k=self.k)
                 if hits and hits[0][0].placement:
                     out["recalled_plan"] = {"placement": hits[0][0].placement}
         except MemoryStoreError as e:
@@ -154,9 +95,90 @@ def create_recall(store: Any, *, k: int = 3, name: str = "recall") -> Callable[.
             }
         return out
 
-    recall.__name__ = name
-    return recall
+    def store_epoch(
+        self, state: ControlState, out: dict[str, Any], scenario_name: str, thread: str
+    ) -> None:
+        """At an epoch boundary: how the last epoch's situation went, and, while a shift is
+        watched and still seen, what the city settled on after it."""
+        from edgeagents.agents.tools import placement_of
+        from memory.experience import (
+            Experience,
+            describe_action,
+            describe_outcome,
+            shift_persists,
+        )
+
+        telemetry = state["telemetry"]
+        watch = state.get("shift_watch")
+        mean, fair, refused = window_outcome(telemetry)
+        rates, cells = telemetry.window_demand()
+        action = describe_action(state.get("plan"), state.get("routing"))
+        measured = {
+            "scenario": scenario_name,
+            "outcome": describe_outcome(mean, fair, refused),
+            "mean_latency_s": mean,
+            "jain": fair,
+            "refused": refused,
+            "placement": placement_of(telemetry),
+            "demand": rates,
+            "cell_weights": cells,
+        }
+        last = state.get("last_situation")
+        if last:
+            self.store.add(
+                Experience(
+                    id=f"{thread}-{last['epoch']}-{last['time_s']:.0f}",
+                    time_s=last["time_s"], epoch=last["epoch"],
+                    situation=last["situation"], action=action,
+                    features=last["features"], **measured,
+                )
+            )  # fmt: skip
+        watching = bool(watch and telemetry.time_s <= watch["until_s"] and sum(rates.values()) > 0)
+        if watching and not shift_persists(
+            watch["shift"], telemetry, forecast_or_none(watch.get("before"))
+        ):
+            log.info("%.0f s: %s no longer seen", telemetry.time_s, watch["shift"])
+            watching = False
+        if watching:
+            self.store.add(
+                Experience(
+                    id=watch["id"], time_s=watch["time_s"], epoch=watch["epoch"],
+                    situation=watch["situation"], action=f"settled on {action}",
+                    features=watch["features"], kind="shift", shift=watch["shift"],
+                    **measured,
+                )
+            )  # fmt: skip
+        elif watch:
+            out["shift_watch"] = None
+
+    def recall_shift(
+        self, telemetry: Telemetry, out: dict[str, Any], shift: str, query: Any
+    ) -> list:
+        """Past shifts of the same kind; the closest one makes the planner re-plan now, on the
+        demand and with the placement that followed it."""
+        where = {"$and": [{"kind": "shift"}, {"shift": shift}]}
+        hits = self.store.search(query, k=self.k, where=where)
+        log.info(
+            "%.0f s: %s; %s", telemetry.time_s, shift,
+            f"recalled {hits[0][0].id} ({hits[0][1]:.3f})" if hits else "none remembered",
+        )  # fmt: skip
+        if hits:
+            best = hits[0][0]
+            out["run_planner"] = True
+            out["recalled_plan"] = {
+                "shift": shift,
+                "placement": best.placement,
+                "demand": best.demand,
+                "cell_weights": best.cell_weights,
+            }
+        return hits
 
 
-def _forecast_or_none(data: dict[str, Any] | None) -> Forecast | None:
+def create_recall(store: Any, *, k: int = 3, name: str = "recall") -> Recall:
+    """A node before the planner. `store` is a `memory.store.ExperienceStore`; when it fails,
+    the run goes on without memory and a warning says why."""
+    return Recall(store, k=k, name=name)
+
+
+def forecast_or_none(data: dict[str, Any] | None) -> Forecast | None:
     return Forecast.model_validate(data) if data else None

@@ -42,6 +42,14 @@ duration_s: 10
 """
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that starts Ray (marked `serve`) needs sockets; every other test runs with them
+    blocked (`--disable-socket` in pyproject.toml), unless it is marked `enable_socket`."""
+    for item in items:
+        if item.get_closest_marker("serve"):
+            item.add_marker(pytest.mark.enable_socket)
+
+
 def tiny_scenario(**overrides: object) -> Scenario:
     """The tiny city, with top-level fields replaced (re-validated)."""
     import yaml

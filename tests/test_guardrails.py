@@ -15,10 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scripted import ScriptedChatModel
 
-from edgeagents.agents.agent import CHOICE_TOLERANCE, RATIONALE_CHARS, run_step
+from edgeagents.agents.agent import CHOICE_TOLERANCE, HARM_TOLERANCE, RATIONALE_CHARS, run_step
 from edgeagents.agents.deployer import DeployerAnswer, ModelBatch, repair_deployer_answer
 from edgeagents.agents.planner import (
-    HARM_TOLERANCE,
     ModelPriority,
     PlannerAnswer,
     SiteModel,

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("langgraph_sdk", reason="needs the `agents` extra")
+pytestmark = [pytest.mark.enable_socket, pytest.mark.allow_hosts(["127.0.0.1"])]
 ROOT = Path(__file__).resolve().parents[1]
 
 

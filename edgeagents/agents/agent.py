@@ -10,14 +10,15 @@ which of these produced the decision.
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from edgeagents.core.state import AgentRecord, DecisionPath
+from edgeagents.core.state import AgentRecord, ControlState, DecisionPath
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -41,6 +42,9 @@ CHOICE_TOLERANCE = 0.25
 """The LM may pick any option the twin predicts within this share of the best one's score; past
 it the best option is taken. Near-equal options are the LM's call; a clearly worse one is not
 (SmolLM2 chose `hold` after a site failure epoch after epoch while latency climbed to 130 s)."""
+HARM_TOLERANCE = 0.02
+"""An LM's edit of a menu option (extra loads, site weights) stands only when the twin predicts
+it at most this much worse than the option it edits: an edit is the LM's call, a harm is not."""
 NO_CONFIG: RunnableConfig = {}
 """Default `config` of a node called directly, outside a graph (never mutated)."""
 
@@ -183,3 +187,60 @@ def scenario_from_config(config: RunnableConfig | None) -> Scenario:
         raise ValueError(
             "no scenario: pass scenario= to the factory or config['configurable']['scenario']"
         ) from e
+
+
+@dataclass(slots=True)
+class Step(Generic[T]):
+    """One decision as an agent sets it up: the prompt that shows its menu, the answer schema,
+    how an answer is repaired, what stands without an LM, and how the decision becomes the
+    node's state update (`finish`). `records` are decision-log entries besides the agent's
+    own (the planner's notice readings)."""
+
+    agent: str
+    user: str
+    schema: type[Choice]
+    menu_size: int
+    repair: Callable[[Any], Repaired[T]]
+    fallback: Callable[[], T]
+    finish: Callable[[T], dict[str, Any]]
+    records: dict[str, AgentRecord] = field(default_factory=dict)
+
+
+class AgentNode(ABC):
+    """An agent as a LangGraph node: the body every agent shares (scenario lookup, `run_step`,
+    timing, the record) around what is its own (`prepare`: menu, prompt, schema, repair)."""
+
+    default_prompt: ClassVar[str]
+
+    def __init__(
+        self,
+        model: BaseChatModel | None,
+        *,
+        scenario: Scenario | None,
+        prompt: str | None,
+        name: str,
+        timeout_s: float,
+        lm_call: LMCall | None,
+    ) -> None:
+        self.model = model
+        self.scenario = scenario
+        self.system = prompt or self.default_prompt
+        self.name = self.__name__ = name
+        self.timeout_s = timeout_s
+        self.lm_call = lm_call
+
+    @abstractmethod
+    def prepare(self, state: ControlState, scenario: Scenario) -> Step[Any]:
+        """The decision to take now, from the state and the city."""
+
+    def __call__(self, state: ControlState, config: RunnableConfig = NO_CONFIG) -> dict[str, Any]:
+        started = time.perf_counter()
+        step = self.prepare(state, self.scenario or scenario_from_config(config))
+        value, record = run_step(
+            agent=step.agent, model=self.model, system=self.system, user=step.user,
+            schema=step.schema, menu_size=step.menu_size, repair=step.repair,
+            fallback=step.fallback, timeout_s=self.timeout_s, lm_call=self.lm_call,
+        )  # fmt: skip
+        update = step.finish(value)
+        record = record.model_copy(update={"wall_s": time.perf_counter() - started})
+        return {**update, "records": {step.agent: record, **step.records}}

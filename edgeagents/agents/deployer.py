@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from edgeagents.agents.agent import (
-    NO_CONFIG,
+    AgentNode,
     Choice,
     LMCall,
     Repaired,
+    Step,
     clamp_choice,
     option_number,
-    run_step,
-    scenario_from_config,
 )
 from edgeagents.agents.lmconfig import DEFAULT_TIMEOUT_S
 from edgeagents.agents.tools import ActionSet, deployer_menu
@@ -25,7 +22,6 @@ from edgeagents.core.state import ControlState, DeploymentAction, Telemetry
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
-    from langchain_core.runnables import RunnableConfig
 
 DEPLOYER_PROMPT = (
     "Deployer of one edge GPU site. Choose what to change now: the plan's loads and unloads, "
@@ -46,6 +42,35 @@ class DeployerAnswer(Choice):
     )
 
 
+class Deployer(AgentNode):
+    """Turns the plan into one site's actions; the site is `state["site"]` (see
+    `create_deployer`)."""
+
+    default_prompt = DEPLOYER_PROMPT
+
+    def prepare(self, state: ControlState, scenario: Scenario) -> Step[ActionSet]:
+        site = state["site"]
+        telemetry = state["telemetry"]
+        pending = (state.get("pending") or {}).get(site, [])
+        menu = deployer_menu(
+            site, telemetry, scenario, state.get("plan"), pending,
+            retune=state.get("run_planner", True),
+        )  # fmt: skip
+
+        def repair(answer: DeployerAnswer) -> Repaired[ActionSet]:
+            return repair_deployer_answer(answer, menu, site, telemetry, scenario)
+
+        def finish(chosen: ActionSet) -> dict[str, Any]:
+            done = all(a in chosen.actions for a in pending)
+            return {"actions": {site: chosen.actions}, "pending": {site: [] if done else pending}}
+
+        return Step(
+            agent=f"{self.name}:{site}", user=render_deployer_prompt(site, telemetry, menu),
+            schema=DeployerAnswer, menu_size=len(menu), repair=repair, fallback=lambda: menu[0],
+            finish=finish,
+        )  # fmt: skip
+
+
 def create_deployer(
     model: BaseChatModel | None,
     *,
@@ -54,7 +79,7 @@ def create_deployer(
     name: str = "deployer",
     timeout_s: float = DEFAULT_TIMEOUT_S["deployer"],
     lm_call: LMCall | None = None,
-) -> Callable[..., dict[str, Any]]:
+) -> Deployer:
     """A LangGraph node for the site named in `state["site"]` (sent by the graph's fan-out).
 
     Args:
@@ -65,37 +90,9 @@ def create_deployer(
         timeout_s: Limit of one LM call; past it the fallback decides.
         lm_call: Replaces `edgeagents.agents.llm.structured_call` (tests).
     """
-    system = prompt or DEPLOYER_PROMPT
-
-    def deployer(state: ControlState, config: RunnableConfig = NO_CONFIG) -> dict[str, Any]:
-        started = time.perf_counter()
-        sc = scenario or scenario_from_config(config)
-        site = state["site"]
-        telemetry = state["telemetry"]
-        pending = (state.get("pending") or {}).get(site, [])
-        menu = deployer_menu(
-            site, telemetry, sc, state.get("plan"), pending, retune=state.get("run_planner", True)
-        )
-
-        def repair(answer: DeployerAnswer) -> Repaired[ActionSet]:
-            return repair_deployer_answer(answer, menu, site, telemetry, sc)
-
-        chosen, record = run_step(
-            agent=f"{name}:{site}", model=model, system=system,
-            user=render_deployer_prompt(site, telemetry, menu), schema=DeployerAnswer,
-            menu_size=len(menu), repair=repair, fallback=lambda: menu[0],
-            timeout_s=timeout_s, lm_call=lm_call,
-        )  # fmt: skip
-        record = record.model_copy(update={"wall_s": time.perf_counter() - started})
-        done = all(a in chosen.actions for a in pending)
-        return {
-            "actions": {site: chosen.actions},
-            "pending": {site: [] if done else pending},
-            "records": {f"{name}:{site}": record},
-        }
-
-    deployer.__name__ = name
-    return deployer
+    return Deployer(
+        model, scenario=scenario, prompt=prompt, name=name, timeout_s=timeout_s, lm_call=lm_call
+    )
 
 
 def render_deployer_prompt(site: str, telemetry: Telemetry, menu: list[ActionSet]) -> str:

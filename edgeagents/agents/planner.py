@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from edgeagents.agents.agent import (
-    NO_CONFIG,
+    HARM_TOLERANCE,
+    AgentNode,
     Choice,
     LMCall,
     Repaired,
+    Step,
     guard_choice,
     option_number,
-    run_step,
-    scenario_from_config,
 )
 from edgeagents.agents.lmconfig import DEFAULT_TIMEOUT_S
 from edgeagents.agents.notice_names import NameIndex
@@ -46,13 +44,11 @@ from edgeagents.core.state import (
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
-    from langchain_core.runnables import RunnableConfig
 
 PLANNER_PROMPT = (
     "Planner of a city of edge GPU sites. Choose the placement plan with the lowest predicted "
     "mean latency; a Jain index near 1 is fairer. Reply in JSON."
 )
-HARM_TOLERANCE = 0.02
 LM_PLAN_SOURCE = "LM plan"
 """The name prefix of a plan the LM wrote itself (`PlannerAnswer.plans`)."""
 INTENT_PATHS: dict[str, DecisionPath] = {
@@ -140,6 +136,73 @@ def planner_schema(scenario: Scenario) -> type[PlannerAnswer]:
     return _planner_schema(tuple(scenario.model_names), tuple(scenario.site_names))
 
 
+class Planner(AgentNode):
+    """Makes a `Plan` from telemetry, the demand forecast and the twin (see `create_planner`)."""
+
+    default_prompt = PLANNER_PROMPT
+
+    def __init__(
+        self,
+        model: BaseChatModel | None,
+        *,
+        horizon_s: float,
+        search_budget_s: float,
+        **node: Any,
+    ) -> None:
+        super().__init__(model, **node)
+        self.horizon_s = horizon_s
+        self.search_budget_s = search_budget_s
+
+    def prepare(self, state: ControlState, scenario: Scenario) -> Step[Any]:
+        sc = scenario
+        telemetry = state["telemetry"]
+        forecast = forecast_demand(telemetry, state.get("forecast"))
+        remembered = state.get("recalled_plan") or {}
+        forecast = remembered_forecast(forecast, remembered)
+        intents, baselines, notice_records = read_notices(
+            self.model, state, sc, forecast, timeout_s=self.timeout_s, lm_call=self.lm_call
+        )
+        now = telemetry.time_s
+        ahead = intents_ahead(list(intents.values()), now, self.horizon_s)
+        whatif = WhatIf(
+            sc, forecast, telemetry, horizon_s=self.horizon_s, seed=state.get("cycle", 0),
+            intents=ahead, baselines=baselines,
+        )  # fmt: skip
+        menu = search_plans(
+            whatif, telemetry, sc, budget_s=self.search_budget_s,
+            remembered=remembered.get("placement"),
+        )  # fmt: skip
+        facts = model_facts(telemetry, whatif.references)
+        epoch = int(telemetry.time_s // sc.control.planning_epoch_s)
+
+        def repair(answer: PlannerAnswer) -> Repaired[tuple[PlanCandidate, dict[str, float]]]:
+            return repair_planner_answer(answer, menu, telemetry, sc, whatif)
+
+        def finish(decided: tuple[PlanCandidate, dict[str, float]]) -> dict[str, Any]:
+            chosen, priorities = decided
+            in_force = operator_priorities([i for i in ahead if i.active(now)])
+            priorities = with_operator_priorities(fairness_priorities(facts, priorities), in_force)
+            plan = build_plan(chosen, priorities, telemetry, sc, epoch)
+            pending: dict[str, list[DeploymentAction]] = {s.name: [] for s in sc.sites}
+            for a in plan.actions:
+                pending[a.site].append(a)
+            errors = state.get("notice_errors") or []
+            return {
+                "plan": plan, "forecast": forecast, "pending": pending,
+                "intents": intents, "intent_baselines": baselines,
+                "notice_errors_seen": [*(state.get("notice_errors_seen") or []), *errors],
+            }  # fmt: skip
+
+        return Step(
+            agent=self.name,
+            user=render_planner_prompt(
+                facts, menu, forecast.rates_per_s, state.get("recalled") or [], ahead
+            ),
+            schema=planner_schema(sc), menu_size=len(menu), repair=repair,
+            fallback=lambda: (menu[0], {}), finish=finish, records=notice_records,
+        )  # fmt: skip
+
+
 def create_planner(
     model: BaseChatModel | None,
     *,
@@ -150,7 +213,7 @@ def create_planner(
     search_budget_s: float = 6.0,
     timeout_s: float = DEFAULT_TIMEOUT_S["planner"],
     lm_call: LMCall | None = None,
-) -> Callable[..., dict[str, Any]]:
+) -> Planner:
     """A LangGraph node that makes a `Plan` from telemetry, the demand forecast and the twin.
 
     Args:
@@ -167,66 +230,13 @@ def create_planner(
     remembered placement to the menu and, after a sharp shift, raises the forecast to the
     demand that followed the remembered shift (`remembered_forecast`). The raised forecast is
     handed on, so the next epochs' smoothing starts from it: planning on the observed rates
-    alone lags a real surge (on the `--llm none` surge reference, warm's post-shift mean rose
-    from 11.3 to 13.5 s when the raise was not carried). A false alarm decays by half each
-    epoch, and only confirmed shifts are remembered (`memory.experience.shift_persists`).
+    alone lags a real surge. A false alarm decays by half each epoch, and only confirmed
+    shifts are remembered (`memory.experience.shift_persists`).
     """
-    system = prompt or PLANNER_PROMPT
-
-    def planner(state: ControlState, config: RunnableConfig = NO_CONFIG) -> dict[str, Any]:
-        started = time.perf_counter()
-        sc = scenario or scenario_from_config(config)
-        telemetry = state["telemetry"]
-        forecast = forecast_demand(telemetry, state.get("forecast"))
-        remembered = state.get("recalled_plan") or {}
-        forecast = remembered_forecast(forecast, remembered)
-        intents, baselines, notice_records = read_notices(
-            model, state, sc, forecast, timeout_s=timeout_s, lm_call=lm_call
-        )
-        now = telemetry.time_s
-        ahead = intents_ahead(list(intents.values()), now, horizon_s)
-        whatif = WhatIf(
-            sc, forecast, telemetry, horizon_s=horizon_s, seed=state.get("cycle", 0),
-            intents=ahead, baselines=baselines,
-        )  # fmt: skip
-        menu = search_plans(
-            whatif, telemetry, sc, budget_s=search_budget_s,
-            remembered=remembered.get("placement"),
-        )  # fmt: skip
-        facts = model_facts(telemetry, whatif.references)
-        epoch = int(telemetry.time_s // sc.control.planning_epoch_s)
-
-        def fallback() -> tuple[PlanCandidate, dict[str, float]]:
-            return menu[0], {}
-
-        def repair(answer: PlannerAnswer) -> Repaired[tuple[PlanCandidate, dict[str, float]]]:
-            return repair_planner_answer(answer, menu, telemetry, sc, whatif)
-
-        (chosen, priorities), record = run_step(
-            agent=name, model=model, system=system,
-            user=render_planner_prompt(
-                facts, menu, forecast.rates_per_s, state.get("recalled") or [], ahead
-            ),
-            schema=planner_schema(sc), menu_size=len(menu), repair=repair, fallback=fallback,
-            timeout_s=timeout_s, lm_call=lm_call,
-        )  # fmt: skip
-        in_force = operator_priorities([i for i in ahead if i.active(now)])
-        priorities = with_operator_priorities(fairness_priorities(facts, priorities), in_force)
-        plan = build_plan(chosen, priorities, telemetry, sc, epoch)
-        pending: dict[str, list[DeploymentAction]] = {s.name: [] for s in sc.sites}
-        for a in plan.actions:
-            pending[a.site].append(a)
-        record = record.model_copy(update={"wall_s": time.perf_counter() - started})
-        errors = state.get("notice_errors") or []
-        return {
-            "plan": plan, "forecast": forecast, "pending": pending,
-            "records": {name: record, **notice_records},
-            "intents": intents, "intent_baselines": baselines,
-            "notice_errors_seen": [*(state.get("notice_errors_seen") or []), *errors],
-        }  # fmt: skip
-
-    planner.__name__ = name
-    return planner
+    return Planner(
+        model, scenario=scenario, prompt=prompt, name=name, horizon_s=horizon_s,
+        search_budget_s=search_budget_s, timeout_s=timeout_s, lm_call=lm_call,
+    )  # fmt: skip
 
 
 def read_notices(

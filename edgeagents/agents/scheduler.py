@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from edgeagents.agents.agent import (
-    NO_CONFIG,
+    HARM_TOLERANCE,
+    AgentNode,
     Choice,
     LMCall,
     Repaired,
+    Step,
     guard_choice,
     option_number,
-    run_step,
-    scenario_from_config,
 )
 from edgeagents.agents.lmconfig import DEFAULT_TIMEOUT_S
 from edgeagents.agents.tools import RoutingCandidate, model_facts, rank_routing
@@ -28,13 +26,11 @@ from edgeagents.core.state import ControlState, RoutingPolicy, SiteWeight, Telem
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
-    from langchain_core.runnables import RunnableConfig
 
 SCHEDULER_PROMPT = (
     "Scheduler of a city of edge GPU sites. Choose the routing option with the lowest "
     "predicted mean latency; a Jain index near 1 is fairer. Reply in JSON."
 )
-HARM_TOLERANCE = 0.02
 
 
 class RouteOverride(BaseModel):
@@ -51,6 +47,40 @@ class SchedulerAnswer(Choice):
     )
 
 
+class Scheduler(AgentNode):
+    """Sets the `RoutingPolicy` from live telemetry (see `create_scheduler`)."""
+
+    default_prompt = SCHEDULER_PROMPT
+
+    def __init__(self, model: BaseChatModel | None, *, horizon_s: float, **node: Any) -> None:
+        super().__init__(model, **node)
+        self.horizon_s = horizon_s
+
+    def prepare(self, state: ControlState, scenario: Scenario) -> Step[RoutingPolicy]:
+        telemetry = state["telemetry"]
+        forecast = state.get("forecast") or forecast_demand(telemetry)
+        intents = list((state.get("intents") or {}).values())
+        whatif = WhatIf(
+            scenario, forecast, telemetry, horizon_s=self.horizon_s, seed=state.get("cycle", 0),
+            intents=intents, baselines=state.get("intent_baselines"),
+        )  # fmt: skip
+        menu = rank_routing(whatif, telemetry, scenario)
+        facts = model_facts(telemetry, whatif.references)
+
+        def repair(answer: SchedulerAnswer) -> Repaired[RoutingPolicy]:
+            return repair_scheduler_answer(answer, menu, telemetry, whatif)
+
+        def finish(routing: RoutingPolicy) -> dict[str, Any]:
+            return {"routing": drain(routing, draining_sites(intents, telemetry.time_s))}
+
+        recalled = (state.get("recalled") or []) if state.get("shift") else []
+        return Step(
+            agent=self.name, user=render_scheduler_prompt(facts, menu, recalled),
+            schema=SchedulerAnswer, menu_size=len(menu), repair=repair,
+            fallback=lambda: menu[0].routing, finish=finish,
+        )  # fmt: skip
+
+
 def create_scheduler(
     model: BaseChatModel | None,
     *,
@@ -60,7 +90,7 @@ def create_scheduler(
     horizon_s: float = 60.0,
     timeout_s: float = DEFAULT_TIMEOUT_S["scheduler"],
     lm_call: LMCall | None = None,
-) -> Callable[..., dict[str, Any]]:
+) -> Scheduler:
     """A LangGraph node that sets the `RoutingPolicy` from live telemetry.
 
     Args:
@@ -75,40 +105,10 @@ def create_scheduler(
     On a sharp shift with experience memory on, the prompt also shows the recalled past shifts
     (`state["recalled"]`, written by the recall node).
     """
-    system = prompt or SCHEDULER_PROMPT
-
-    def scheduler(state: ControlState, config: RunnableConfig = NO_CONFIG) -> dict[str, Any]:
-        started = time.perf_counter()
-        sc = scenario or scenario_from_config(config)
-        telemetry = state["telemetry"]
-        forecast = state.get("forecast") or forecast_demand(telemetry)
-        intents = list((state.get("intents") or {}).values())
-        whatif = WhatIf(
-            sc, forecast, telemetry, horizon_s=horizon_s, seed=state.get("cycle", 0),
-            intents=intents,
-            baselines=state.get("intent_baselines"),
-        )  # fmt: skip
-        menu = rank_routing(whatif, telemetry, sc)
-        facts = model_facts(telemetry, whatif.references)
-
-        def repair(answer: SchedulerAnswer) -> Repaired[RoutingPolicy]:
-            return repair_scheduler_answer(answer, menu, telemetry, whatif)
-
-        routing, record = run_step(
-            agent=name, model=model, system=system,
-            user=render_scheduler_prompt(
-                facts, menu, (state.get("recalled") or []) if state.get("shift") else []
-            ),
-            schema=SchedulerAnswer,
-            menu_size=len(menu), repair=repair, fallback=lambda: menu[0].routing,
-            timeout_s=timeout_s, lm_call=lm_call,
-        )  # fmt: skip
-        routing = drain(routing, draining_sites(intents, telemetry.time_s))
-        record = record.model_copy(update={"wall_s": time.perf_counter() - started})
-        return {"routing": routing, "records": {name: record}}
-
-    scheduler.__name__ = name
-    return scheduler
+    return Scheduler(
+        model, scenario=scenario, prompt=prompt, name=name, horizon_s=horizon_s,
+        timeout_s=timeout_s, lm_call=lm_call,
+    )  # fmt: skip
 
 
 def drain(routing: RoutingPolicy, sites: set[str]) -> RoutingPolicy:
