@@ -15,13 +15,13 @@ from edgeagents.agents.llm import (
     LMConfig,
     LMConfigError,
     LMSpec,
-    _lock_of,  # the shared model's lock, to see it freed
     check_reachable,
     create_chat_model,
     parse_llm_spec,
     schema_hint,
     structured_call,
 )
+from edgeagents.agents.llm.local import lock_of  # the shared model's lock, to see it freed
 
 pytest.importorskip("langchain_core", reason="needs the `agents` extra")
 
@@ -242,7 +242,7 @@ def test_local_smollm2_structured_call() -> None:
     out, stats = structured_call(long, SitePick, PROMPT, timeout_s=0.3)
     assert out is None and stats.error == "timeout"
     assert time.perf_counter() - t0 < 3, "2,000 tokens take 20 s; a loaded machine may lag"
-    lock = _lock_of(a.client)
+    lock = lock_of(a.client)
     assert lock.acquire(timeout=2), "the cut call still holds the model"
     lock.release()
     out, stats = structured_call(a, SitePick, PROMPT, timeout_s=20)
