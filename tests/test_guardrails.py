@@ -17,14 +17,13 @@ from scripted import ScriptedChatModel
 
 from edgeagents.agents.agent import CHOICE_TOLERANCE, HARM_TOLERANCE, RATIONALE_CHARS, run_step
 from edgeagents.agents.deployer import DeployerAnswer, ModelBatch, repair_deployer_answer
-from edgeagents.agents.planner import (
+from edgeagents.agents.plan_answer import (
     ModelPriority,
     PlannerAnswer,
     SiteModel,
-    fairness_priorities,
-    render_planner_prompt,
     repair_planner_answer,
 )
+from edgeagents.agents.planner import fairness_priorities, render_planner_prompt
 from edgeagents.agents.scheduler import (
     RouteOverride,
     SchedulerAnswer,

@@ -470,7 +470,12 @@ def test_maintenance_drains_the_site_first_and_no_prompt_is_lost():
 
 
 def test_the_lms_own_plan_wins_only_when_the_twin_scores_it_best():
-    from edgeagents.agents.planner import OwnPlan, PlanMove, PlannerAnswer, repair_planner_answer
+    from edgeagents.agents.plan_answer import (
+        OwnPlan,
+        PlanMove,
+        PlannerAnswer,
+        repair_planner_answer,
+    )
     from edgeagents.agents.tools import PlanCandidate
     from edgeagents.agents.twin import WhatIf, forecast_demand
     from edgeagents.sim.city import SimulatedCity

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from edgeagents.core.scenario import Scenario, ScenarioError, load_scenario
 from edgeagents.core.state import Prompt
-from edgeagents.sim.workload import Trace, Workload, generate_workload, load_trace
+from edgeagents.sim.trace import Trace, load_trace
+from edgeagents.sim.workload import Workload, generate_workload
 
 BRISTOL: dict[str, Any] = yaml.safe_load(
     resources.files("edgeagents.scenarios").joinpath("bristol.yaml").read_text()

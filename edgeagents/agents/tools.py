@@ -212,7 +212,8 @@ def placement_moves(
             if layout.free[key] + d.memory_gb < spec.memory_gb(1):
                 continue
             gain = 1.0 / typical_standalone_s(scenario, spec, layout.gpus[key])
-            swaps.append((gain * (1 + slowdown.get(d.model, 1.0) ** -1), d))
+            # a model the twin served nothing of has no slowdown to go by: neutral, as unknown
+            swaps.append((gain * (1 + 1 / (slowdown.get(d.model) or 1.0)), d))
         swaps.sort(key=lambda x: -x[0])
         for _, d in swaps[:per_kind]:
             moves.append(

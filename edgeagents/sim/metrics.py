@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
     from edgeagents.core.scenario import Scenario
-    from edgeagents.sim.city import EpisodeOutcomes
+    from edgeagents.sim.outcomes import EpisodeOutcomes
     from edgeagents.sim.workload import Workload
 
 

@@ -1,4 +1,5 @@
-"""Prompts of an episode: arrival processes, sizes by model kind, cells and user mobility.
+"""Prompts of an episode: arrival processes (drawn, or replayed from a `trace`), sizes by model
+kind, and cells (from `cells`, with user mobility).
 
 A workload is drawn once per episode, before simulation, as columnar numpy arrays, so the
 simulator can walk 10^4-10^6 prompts without building a pydantic object for each. Every random
@@ -8,24 +9,16 @@ demand to a scenario leaves the prompts of the others unchanged.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
-import re
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
-from functools import cache
-from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgeagents.core.scenario import (
     ArrivalConfig,
-    MobilityConfig,
     ModelDemand,
     PromptSizes,
     Scenario,
@@ -33,24 +26,18 @@ from edgeagents.core.scenario import (
     WorkloadConfig,
 )
 from edgeagents.core.state import ModelKind, Prompt
+from edgeagents.sim.cells import CellSampler
+from edgeagents.sim.trace import Trace, frozen_column, load_trace
 
-if TYPE_CHECKING:
-    import _csv
+__all__ = ["Workload", "generate_workload", "load_trace", "typical_prompt"]
 
-BUILTIN_TRACES = {"azure-conv": "azure-llm-2023-conv.csv"}
-"""Traces shipped in `edgeagents.data`, by the name a scenario uses."""
-
-_TRACE_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
-_DATETIME = re.compile(r"(\d{4}-\d{2}-\d{2})[ T](\d{2}):(\d{2}):(\d{2}(?:\.\d*)?)")
 _DEFAULT_TOKENS: dict[str, tuple[float, float]] = {
     "llm": (1000.0, 200.0),
     "vlm": (120.0, 120.0),
     "text-to-image": (40.0, 0.0),
 }
 _STT_TOKENS_PER_AUDIO_S = 3.0
-_EPOCH_DAY = date(2000, 1, 1).toordinal()
 _GOLDEN = 0.6180339887498949  # extra trace copies start this share of a period apart
-_MAX_REJECTION_ROUNDS = 500
 _INT32_MAX = np.iinfo(np.int32).max
 
 _COLUMNS: dict[str, type[np.generic]] = {
@@ -64,15 +51,6 @@ _COLUMNS: dict[str, type[np.generic]] = {
     "resolution_px": np.int32,
     "steps": np.int32,
 }
-
-
-def _frozen_column(values: object, dtype: type[np.generic], name: str) -> np.ndarray:
-    """A read-only 1-D view, so a shared workload or cached trace cannot be edited in place."""
-    arr = np.asarray(values, dtype=dtype).view()
-    if arr.ndim != 1:
-        raise ValueError(f"{name}: expected a 1-D array, got shape {arr.shape}")
-    arr.flags.writeable = False
-    return arr
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -111,7 +89,7 @@ class Workload:
         object.__setattr__(self, "model_names", tuple(self.model_names))
         object.__setattr__(self, "cell_names", tuple(self.cell_names))
         for name, dtype in _COLUMNS.items():
-            object.__setattr__(self, name, _frozen_column(getattr(self, name), dtype, name))
+            object.__setattr__(self, name, frozen_column(getattr(self, name), dtype, name))
         lengths = {name: len(getattr(self, name)) for name in _COLUMNS}
         if self.texts is not None:
             lengths["texts"] = len(self.texts)
@@ -143,131 +121,6 @@ class Workload:
         return {name: int(c) for name, c in zip(self.model_names, counts, strict=False)}
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class Trace:
-    """Requests of a replayed trace.
-
-    Attributes:
-        arrival_s: float64 seconds from the first request, ascending.
-        input_tokens: int32 prompt tokens (ContextTokens).
-        output_tokens: int32 generated tokens (GeneratedTokens).
-    """
-
-    arrival_s: np.ndarray
-    input_tokens: np.ndarray
-    output_tokens: np.ndarray
-
-    def __post_init__(self) -> None:
-        object.__setattr__(
-            self, "arrival_s", _frozen_column(self.arrival_s, np.float64, "arrival_s")
-        )
-        for name in ("input_tokens", "output_tokens"):
-            object.__setattr__(self, name, _frozen_column(getattr(self, name), np.int32, name))
-
-    def __len__(self) -> int:
-        return len(self.arrival_s)
-
-
-def load_trace(source: str | Path) -> Trace:
-    """Read a request trace: a built-in name ('azure-conv') or a CSV path.
-
-    Args:
-        source: Built-in name, or a CSV with header TIMESTAMP,ContextTokens,GeneratedTokens;
-            TIMESTAMP is a date-time ('2023-11-16 18:15:46.6805900') or seconds.
-
-    Returns:
-        The trace, arrivals shifted so the first request is at 0.
-
-    Raises:
-        ScenarioError: One line naming the file, the line and the problem.
-    """
-    if isinstance(source, str) and source in BUILTIN_TRACES:
-        return _builtin_trace(source)
-    label = str(source)
-    try:
-        text = Path(source).read_text(encoding="utf-8")
-    except OSError as e:
-        raise ScenarioError(f"{label}: cannot read trace file ({e.strerror or e})") from e
-    except UnicodeDecodeError as e:
-        raise ScenarioError(f"{label}: not a UTF-8 text file") from e
-    return _parse_trace(text, label)
-
-
-@cache
-def _builtin_trace(name: str) -> Trace:
-    text = resources.files("edgeagents.data").joinpath(BUILTIN_TRACES[name]).read_text("utf-8")
-    return _parse_trace(text, name)
-
-
-def _parse_trace(text: str, label: str) -> Trace:
-    rows = csv.reader(io.StringIO(text.removeprefix("\ufeff")))
-    try:
-        return _parse_rows(rows, label)
-    except csv.Error as e:
-        raise ScenarioError(f"{label}: line {rows.line_num}: not valid CSV ({e})") from None
-
-
-def _parse_rows(rows: _csv.Reader, label: str) -> Trace:
-    header = [h.strip() for h in next(rows, [])]
-    if not any(header):
-        raise ScenarioError(f"{label}: empty file (expected header {','.join(_TRACE_COLUMNS)})")
-    for col in _TRACE_COLUMNS:
-        if col not in header:
-            raise ScenarioError(f"{label}: line 1: missing column {col} (header: {header})")
-    it, ic, ig = (header.index(c) for c in _TRACE_COLUMNS)
-    width = max(it, ic, ig) + 1
-    times: list[float] = []
-    ctx: list[int] = []
-    gen: list[int] = []
-    for row in rows:
-        if not any(f.strip() for f in row):
-            continue
-        where = f"{label}: line {rows.line_num}"
-        if len(row) < width:
-            raise ScenarioError(f"{where}: expected {len(header)} fields, got {len(row)}")
-        stamp = row[it].strip()
-        t = _seconds(stamp)
-        if t is None:
-            raise ScenarioError(f"{where}: TIMESTAMP is not a date-time or seconds ({stamp!r:.60})")
-        if times and t < times[-1]:
-            raise ScenarioError(f"{where}: TIMESTAMP {stamp!r} is before the previous request's")
-        times.append(t)
-        ctx.append(_count(row[ic], "ContextTokens", where))
-        gen.append(_count(row[ig], "GeneratedTokens", where))
-    if not times:
-        raise ScenarioError(f"{label}: no requests after the header")
-    if times[-1] == times[0]:
-        raise ScenarioError(f"{label}: all requests at one time, so the trace has no rate")
-    arrival = np.asarray(times) - times[0]
-    return Trace(arrival_s=arrival, input_tokens=np.asarray(ctx), output_tokens=np.asarray(gen))
-
-
-def _seconds(stamp: str) -> float | None:
-    """A TIMESTAMP in seconds: plain seconds, or a date-time counted from 2000-01-01."""
-    m = _DATETIME.fullmatch(stamp)
-    try:
-        if m is None:
-            t = float(stamp)
-            return t if math.isfinite(t) else None
-        h, mi, s = int(m[2]), int(m[3]), float(m[4])
-        day = date.fromisoformat(m[1]).toordinal() - _EPOCH_DAY
-        return day * 86400.0 + h * 3600 + mi * 60 + s if h < 24 and mi < 60 and s < 61 else None
-    except ValueError:
-        return None
-
-
-def _count(field: str, column: str, where: str) -> int:
-    try:
-        value = int(field)
-    except ValueError:
-        raise ScenarioError(f"{where}: {column} is not a whole number ({field!r:.40})") from None
-    if not 0 <= value <= _INT32_MAX:
-        raise ScenarioError(
-            f"{where}: {column} is {'negative' if value < 0 else 'too large'} ({value})"
-        )
-    return value
-
-
 def generate_workload(
     scenario: Scenario,
     *,
@@ -293,7 +146,7 @@ def generate_workload(
     if not math.isfinite(duration) or duration < 0:
         raise ScenarioError(f"duration_s: must be a finite number >= 0, got {duration_s}")
     wl = scenario.workload
-    cells = _CellSampler(scenario, duration, _rng(seed, "mobility"))
+    cells = CellSampler(scenario, duration, _rng(seed, "mobility"))
     traces: dict[str | Path, Trace] = {}
     parts: list[dict[str, np.ndarray]] = []
     seen: dict[str, int] = {}
@@ -448,106 +301,6 @@ def _sizes(
     cols["output_tokens"] = _tokens(_lognormal(rng, mean_out, sizes.sigma, n))
     cols["images"][:] = sizes.images if kind == "vlm" else 0
     return cols
-
-
-class _CellSampler:
-    """Where prompts start: population (or tracked users) re-weighted by cell shifts."""
-
-    def __init__(self, scenario: Scenario, T: float, rng: np.random.Generator) -> None:
-        self.users = np.array([c.users for c in scenario.cells], dtype=float)
-        self.index = {c.name: i for i, c in enumerate(scenario.cells)}
-        self.shifts = [s for s in scenario.workload.shifts if s.cell is not None]
-        mob = scenario.workload.mobility
-        self.moves = None if mob is None else _Mobility(scenario, mob, T, rng)
-
-    def _factors(self, model: str) -> tuple[np.ndarray, np.ndarray]:
-        """Breakpoints, and per segment between them each cell's weight factor."""
-        mine = sorted((s for s in self.shifts if s.model in (None, model)), key=lambda s: s.at_s)
-        breaks = np.array([s.at_s for s in mine])
-        table = np.ones((len(mine) + 1, len(self.users)))
-        for i, s in enumerate(mine):
-            table[i + 1 :, self.index[s.cell]] *= s.factor  # type: ignore[index]
-        return breaks, table
-
-    def assign(
-        self, rng: np.random.Generator, model: str, t: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """A cell per prompt, and a mask of prompts kept (False where no user has weight)."""
-        breaks, table = self._factors(model)
-        seg = np.searchsorted(breaks, t, side="right")
-        cell = np.zeros(len(t), dtype=np.int64)
-        keep = np.ones(len(t), dtype=bool)
-        if self.moves is None:
-            for s in np.unique(seg):
-                idx = np.flatnonzero(seg == s)
-                w = np.cumsum(self.users * table[s])
-                if w[-1] <= 0:
-                    keep[idx] = False
-                    continue
-                pick = np.searchsorted(w / w[-1], rng.random(len(idx)), side="right")
-                cell[idx] = np.minimum(pick, len(w) - 1)
-            return cell, keep
-        top = table.max(axis=1)
-        pending = np.flatnonzero(top[seg] > 0)
-        keep[:] = False
-        for _ in range(_MAX_REJECTION_ROUNDS):
-            if not len(pending):
-                break
-            c = self.moves.cell_at(rng.integers(self.moves.n_users, size=len(pending)), t[pending])
-            s = seg[pending]
-            ok = rng.random(len(pending)) * top[s] < table[s, c]
-            cell[pending[ok]], keep[pending[ok]] = c[ok], True
-            pending = pending[~ok]
-        return cell, keep
-
-
-class _Mobility:
-    """Tracked users' cells over time: Poisson moves to a uniform neighbouring cell."""
-
-    def __init__(
-        self, scenario: Scenario, cfg: MobilityConfig, T: float, rng: np.random.Generator
-    ) -> None:
-        users = np.array([c.users for c in scenario.cells], dtype=float)
-        self.n_users = cfg.tracked_users
-        self.start = rng.choice(len(users), size=self.n_users, p=users / users.sum())
-        n_moves = rng.poisson(cfg.moves_per_user_per_h / 3600.0 * T, self.n_users)
-        owner = np.repeat(np.arange(self.n_users), n_moves)
-        times = rng.uniform(0.0, T, len(owner))
-        times = times[np.lexsort((times, owner))]
-        self.span = T + 1.0
-        self.key = owner * self.span + times
-        self.offset = np.cumsum(n_moves) - n_moves
-        neighbours, degree = _neighbours(scenario)
-        self.after = np.empty(len(owner), dtype=np.int64)
-        cur = self.start.copy()
-        for k in range(int(n_moves.max(initial=0))):
-            movers = np.flatnonzero(n_moves > k)
-            c, d = cur[movers], degree[cur[movers]]
-            pick = (rng.random(len(movers)) * np.maximum(d, 1)).astype(np.int64)
-            cur[movers] = np.where(d > 0, neighbours[c, pick], c)
-            self.after[self.offset[movers] + k] = cur[movers]
-
-    def cell_at(self, user: np.ndarray, t: np.ndarray) -> np.ndarray:
-        if not len(self.after):
-            return self.start[user]
-        k = np.searchsorted(self.key, user * self.span + t, side="right") - self.offset[user]
-        moved = self.after[np.maximum(self.offset[user] + k - 1, 0)]
-        return np.where(k > 0, moved, self.start[user])
-
-
-def _neighbours(scenario: Scenario) -> tuple[np.ndarray, np.ndarray]:
-    """Padded table of each cell's neighbours (same or backhaul-adjacent site), and degrees."""
-    g = scenario.backhaul
-    sites = [c.site for c in scenario.cells]
-    lists = [
-        [j for j, b in enumerate(sites) if j != i and (a == b or g.has_edge(a, b))]
-        for i, a in enumerate(sites)
-    ]
-    degree = np.array([len(n) for n in lists])
-    table = np.zeros((len(lists), max(1, int(degree.max()))), dtype=np.int64)
-    for i, n in enumerate(lists):
-        table[i, : len(n)] = n
-    return table, degree
 
 
 def typical_prompt(scenario: Scenario, model: str) -> Prompt:
