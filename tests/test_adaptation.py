@@ -17,7 +17,8 @@ import yaml
 from conftest import TINY, tiny_scenario
 from scripted import ScriptedChatModel
 
-from edgeagents.agents.tools import placement_actions, placement_of, search_plans
+from edgeagents.agents.plan_search import placement_actions, search_plans
+from edgeagents.agents.tools import placement_of
 from edgeagents.agents.twin import PEAK_DECAY, WhatIf, forecast_demand
 from edgeagents.core.state import Forecast
 from edgeagents.experiments.adaptation import (

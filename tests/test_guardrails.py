@@ -23,6 +23,7 @@ from edgeagents.agents.plan_answer import (
     SiteModel,
     repair_planner_answer,
 )
+from edgeagents.agents.plan_search import search_plans
 from edgeagents.agents.planner import fairness_priorities, render_planner_prompt
 from edgeagents.agents.scheduler import (
     RouteOverride,
@@ -36,7 +37,6 @@ from edgeagents.agents.tools import (
     RoutingCandidate,
     deployer_menu,
     rank_routing,
-    search_plans,
 )
 from edgeagents.agents.twin import WhatIf, forecast_demand
 from edgeagents.core.state import Decision

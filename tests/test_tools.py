@@ -9,19 +9,17 @@ from dataclasses import dataclass
 import pytest
 from conftest import make_workload, tiny_scenario
 
+from edgeagents.agents.plan_search import placement_actions, placement_moves, search_plans
 from edgeagents.agents.tools import (
     ActionSet,
     Layout,
     deployer_menu,
     describe_moves,
     model_facts,
-    placement_actions,
-    placement_moves,
     placement_of,
     rank_routing,
     recovery_actions,
     routing_strategies,
-    search_plans,
     share_actions,
     typical_standalone_s,
 )

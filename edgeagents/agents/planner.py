@@ -19,13 +19,8 @@ from edgeagents.agents.plan_answer import (
     planner_schema,
     repair_planner_answer,
 )
-from edgeagents.agents.tools import (
-    Layout,
-    ModelFact,
-    PlanCandidate,
-    model_facts,
-    search_plans,
-)
+from edgeagents.agents.plan_search import search_plans
+from edgeagents.agents.tools import Layout, ModelFact, PlanCandidate, model_facts
 from edgeagents.agents.twin import WhatIf, forecast_demand, operator_priorities
 from edgeagents.core.notice import PRIORITY_RANGE, Intent, Notice, intents_ahead
 from edgeagents.core.scenario import Scenario

@@ -1,0 +1,169 @@
+"""The planner's search: candidate placement moves for the most slowed-down models, each
+ranked by the twin, and a greedy local search over them within a wall-time budget."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Sequence
+
+from edgeagents.agents.tools import (
+    Layout,
+    PlanCandidate,
+    describe_moves,
+    speed_at,
+    typical_standalone_s,
+)
+from edgeagents.agents.twin import Prediction, WhatIf
+from edgeagents.core.scenario import Scenario
+from edgeagents.core.state import DeploymentAction, Telemetry
+
+
+def placement_moves(
+    telemetry: Telemetry,
+    scenario: Scenario,
+    base: Prediction,
+    references: dict[str, float],
+    prefix: Sequence[DeploymentAction] = (),
+    *,
+    per_kind: int = 3,
+) -> list[list[DeploymentAction]]:
+    """Candidate next moves after `prefix`: loads and swaps for the most slowed-down models,
+    unloads of idle replicas. Pruned to a handful so the twin can rank them."""
+    layout = Layout(telemetry, scenario)
+    for a in prefix:
+        layout.apply(a)
+    slowdown = {
+        m: base.per_model_mean_s.get(m, 0.0) / references[m]
+        for m in scenario.model_names
+        if m in references and references[m] > 0
+    }
+    needy = sorted(slowdown, key=lambda m: -slowdown[m])[:2]
+    for m in scenario.model_names:
+        if layout.count(m) == 0 and m not in needy and base.per_model_mean_s.get(m) is None:
+            needy.insert(0, m)
+    moves: list[list[DeploymentAction]] = []
+    for name in needy:
+        spec = scenario.model(name)
+        room = [k for k in layout.gpus if layout.fits(spec, k)]
+        room.sort(key=lambda k: -speed_at(layout, spec, k))
+        for key in room[:per_kind]:
+            moves.append([DeploymentAction(site=key[0], model=name, op="load", gpu_index=key[1])])
+        swaps = []
+        for d in layout.replicas:
+            if d.model == name or layout.count(d.model) < 2 or d.site not in layout.up:
+                continue
+            key = (d.site, d.gpu_index)
+            if layout.free[key] + d.memory_gb < spec.memory_gb(1):
+                continue
+            gain = 1.0 / typical_standalone_s(scenario, spec, layout.gpus[key])
+            # a model the twin served nothing of has no slowdown to go by: neutral, as unknown
+            swaps.append((gain * (1 + 1 / (slowdown.get(d.model) or 1.0)), d))
+        swaps.sort(key=lambda x: -x[0])
+        for _, d in swaps[:per_kind]:
+            moves.append(
+                [
+                    DeploymentAction(
+                        site=d.site, model=d.model, op="unload", gpu_index=d.gpu_index
+                    ),
+                    DeploymentAction(site=d.site, model=name, op="load", gpu_index=d.gpu_index),
+                ]
+            )
+    busy = {r.deployment.replica_id: r.busy_share for r in telemetry.replicas}
+    idle = [
+        d
+        for d in layout.replicas
+        if busy.get(d.replica_id, 1.0) < 0.05 and layout.count(d.model) >= 2
+    ]
+    for d in idle[:2]:
+        moves.append(
+            [DeploymentAction(site=d.site, model=d.model, op="unload", gpu_index=d.gpu_index)]
+        )
+    return [list(prefix) + m for m in moves]
+
+
+def placement_actions(
+    target: dict[str, list[str]], telemetry: Telemetry, scenario: Scenario
+) -> list[DeploymentAction]:
+    """The moves from the running placement to `target` (site -> models, one entry per
+    replica): unloads first, then loads where they fit. Sites down now, unknown sites and
+    models, and loads that do not fit are skipped."""
+    layout = Layout(telemetry, scenario)
+    models = set(scenario.model_names)
+    unloads: list[DeploymentAction] = []
+    loads: list[DeploymentAction] = []
+    for site in sorted(layout.up & set(target)):
+        have = Counter(d.model for d in layout.replicas if d.site == site)
+        want = Counter(m for m in target[site] if m in models)
+        for m in sorted(have - want):
+            for _ in range((have - want)[m]):
+                d = next(d for d in layout.replicas if (d.site, d.model) == (site, m))
+                a = DeploymentAction(site=site, model=m, op="unload", gpu_index=d.gpu_index)
+                layout.apply(a)
+                unloads.append(a)
+        for m in sorted(want - have):
+            spec = scenario.model(m)
+            for _ in range((want - have)[m]):
+                room = [k for k in layout.gpus if k[0] == site and layout.fits(spec, k)]
+                if not room:
+                    break
+                key = max(room, key=lambda k: layout.free[k])
+                a = DeploymentAction(site=site, model=m, op="load", gpu_index=key[1])
+                layout.apply(a)
+                loads.append(a)
+    return unloads + loads
+
+
+def search_plans(
+    whatif: WhatIf,
+    telemetry: Telemetry,
+    scenario: Scenario,
+    *,
+    steps: int = 3,
+    budget_s: float = 6.0,
+    min_gain: float = 0.01,
+    remembered: dict[str, list[str]] | None = None,
+) -> list[PlanCandidate]:
+    """Greedy local search over placement moves, each ranked by the twin. Returns a menu,
+    best first: the best plan found, the best single-step plan, holding still, and the moves
+    to a `remembered` placement (from the experience memory) when it differs and the twin
+    predicts it no worse than holding still (a placement remembered from another situation
+    can be far off)."""
+    start = time.perf_counter()
+    current = [r.deployment for r in telemetry.replicas]
+    hold = whatif.evaluate(current)
+    refs = whatif.references
+    best = PlanCandidate(name="hold", actions=[], prediction=hold)
+    first_step: PlanCandidate | None = None
+    for step in range(steps):
+        scored: list[PlanCandidate] = []
+        for moves in placement_moves(telemetry, scenario, best.prediction, refs, best.actions):
+            if time.perf_counter() - start > budget_s:
+                break
+            pred = whatif.evaluate(current, moves)
+            scored.append(PlanCandidate(name=describe_moves(moves), actions=moves, prediction=pred))
+        if not scored:
+            break
+        top = min(scored, key=lambda c: c.prediction.score())
+        if step == 0:
+            first_step = top
+        if top.prediction.score() > best.prediction.score() * (1 - min_gain):
+            break
+        best = top
+    menu = [best]
+    if (
+        first_step is not None
+        and first_step.actions != best.actions
+        and (first_step.prediction.score() < hold.score())
+    ):
+        menu.append(first_step)
+    if best.actions:
+        menu.append(PlanCandidate(name="hold", actions=[], prediction=hold))
+    if remembered:
+        moves = placement_actions(remembered, telemetry, scenario)
+        if moves and all(moves != c.actions for c in menu):
+            pred = whatif.evaluate(current, moves)
+            if pred.score() <= hold.score():
+                name = f"remembered: {describe_moves(moves)}"
+                menu.append(PlanCandidate(name=name, actions=moves, prediction=pred))
+    return sorted(menu, key=lambda c: c.prediction.score())
