@@ -194,9 +194,8 @@ MOVE_DISTANCE = 0.25
 SURGE_CONFIRM = 1.2
 """A surge is confirmed while the model's windowed rate stays this many times its forecast from
 before the shift. Not SURGE_RATIO: the detector fires late, on a forecast the surge has partly
-raised, so bristol's 1.8x LLM surge is under 1.4x that forecast an epoch later. Confirming at
-1.4x left it out of the warm-up's store (surge warm, `--llm none`: 6 epochs, 11.84 s, against
-4, 11.27 s) and still stored the VLM's bursts, which run at 2 to 3x its rate for minutes."""
+raised, so a real surge can be under SURGE_RATIO times that forecast an epoch later, while
+bursts (a VLM's run at 2 to 3x its rate for minutes) are over it (docs/decisions.md)."""
 
 
 def shift_persists(shift: str, telemetry: Telemetry, before: Forecast | None) -> bool:

@@ -32,16 +32,15 @@ A = TypeVar("A", bound="Choice")
 P = TypeVar("P", bound="Predicted")
 
 RATIONALE_CHARS = 60
-"""Short enough that a deployer's answer fits its 96 tokens: at 100, SmolLM2 filled the
-rationale with digits and half its deployer answers were cut off (fallback)."""
+"""Short enough that a deployer's answer fits its 96 tokens: a small LM fills a longer
+rationale with digits and its answer is cut off (docs/decisions.md)."""
 FIRST_OPTION = 1
 """Menus are numbered from 1, as lists are in the text chat LMs learn from. A small LM that
-answers the first number it sees then takes the tools' best option, not the second: numbered
-from 0, SmolLM2 answered 1 in 1,210 of the 1,211 valid answers of a 7-episode benchmark run."""
+answers the first number it sees then takes the tools' best option, not the second."""
 CHOICE_TOLERANCE = 0.25
 """The LM may pick any option the twin predicts within this share of the best one's score; past
 it the best option is taken. Near-equal options are the LM's call; a clearly worse one is not
-(SmolLM2 chose `hold` after a site failure epoch after epoch while latency climbed to 130 s)."""
+(a small LM can choose `hold` epoch after epoch while latency climbs)."""
 HARM_TOLERANCE = 0.02
 """An LM's edit of a menu option (extra loads, site weights) stands only when the twin predicts
 it at most this much worse than the option it edits: an edit is the LM's call, a harm is not."""
