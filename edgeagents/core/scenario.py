@@ -172,12 +172,19 @@ class Scenario(_Config):
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
+        """Every name a scenario uses is declared, in the order a reader would check them;
+        the first problem is the one error."""
+        self._check_city()
+        self._check_models()
+        self._check_demand()
+        self._check_notices()
+        return self
+
+    def _check_city(self) -> None:
         _check_unique("sites", [s.name for s in self.sites])
         _check_unique("cells", [c.name for c in self.cells])
         _check_unique("models", [m.name for m in self.models])
         sites = {s.name for s in self.sites}
-        models = {m.name for m in self.models}
-        cells = {c.name for c in self.cells}
         gpu_types = self.gpu_catalogue
         for i, site in enumerate(self.sites):
             for j, slot in enumerate(site.gpus):
@@ -197,6 +204,9 @@ class Scenario(_Config):
                 raise ValueError(f"links[{i}]: a link joins two different sites, got {link.a!r}")
         if len(self.sites) > 1 and not nx.is_connected(self._graph()):
             raise ValueError("links: the backhaul does not connect every site")
+
+    def _check_models(self) -> None:
+        gpu_types = self.gpu_catalogue
         kinds = {m.profile: m.kind for m in self.models}
         for name, data in self.profiles.items():
             if name in kinds:
@@ -223,6 +233,11 @@ class Scenario(_Config):
                     f"models[{i}] ({m.name}): needs {m.memory_gb(1):.1f} GB at batch 1, larger "
                     f"than every GPU (largest {largest:.0f} GB)"
                 )
+
+    def _check_demand(self) -> None:
+        sites = {s.name for s in self.sites}
+        models = {m.name for m in self.models}
+        cells = {c.name for c in self.cells}
         for site, placed in self.placement.items():
             if site not in sites:
                 raise ValueError(f"placement: unknown site {site!r}")
@@ -245,6 +260,8 @@ class Scenario(_Config):
                 raise ValueError(f"events[{i}].link: no such link {ev.link!r}")
         if sum(c.users for c in self.cells) == 0:
             raise ValueError("cells: no cell has users, so no prompt can start anywhere")
+
+    def _check_notices(self) -> None:
         for i, n in enumerate(self.notices):
             if n.expect is None:
                 continue
@@ -258,7 +275,6 @@ class Scenario(_Config):
             if intent is None or intent.notes:
                 why = "; ".join(intent.notes) if intent is not None else "unreadable"
                 raise ValueError(f"notices[{i}].expect: {why}")
-        return self
 
     @property
     def gpu_catalogue(self) -> dict[str, GpuType]:
