@@ -269,7 +269,9 @@ class RoutingPolicy(_Frozen):
     routes: dict[str, list[SiteWeight]] = Field(default_factory=dict)
 
 
-DeploymentOp = Literal["load", "unload", "configure"]
+DeploymentOp = Literal["unload", "configure", "load"]
+"""In the order a decision applies them: unloads free memory before loads need it."""
+APPLY_ORDER: tuple[DeploymentOp, ...] = get_args(DeploymentOp)
 
 
 class DeploymentAction(_Frozen):
@@ -282,6 +284,11 @@ class DeploymentAction(_Frozen):
     gpu_index: int | None = Field(default=None, ge=0, description="None: first GPU that fits.")
     compute_share: float = Field(default=1.0, gt=0, le=1)
     max_batch: int | None = Field(default=None, ge=1, description="None: the model's default.")
+
+
+def in_apply_order(actions: list[DeploymentAction]) -> list[DeploymentAction]:
+    """`actions` as every environment applies them (`APPLY_ORDER`; stable within an op)."""
+    return sorted(actions, key=lambda a: APPLY_ORDER.index(a.op))
 
 
 class Forecast(_Frozen):

@@ -33,6 +33,7 @@ from edgeagents.core.state import (
     RoutingPolicy,
     SiteTelemetry,
     Telemetry,
+    in_apply_order,
 )
 from edgeagents.sim.dispatch import Dispatcher
 from edgeagents.sim.network import Network
@@ -118,11 +119,10 @@ class SimulatedCity:
         """Apply a decision now: the routing policy, then unloads, reconfigurations, loads."""
         if decision.routing is not None:
             self.routing = decision.routing
-        order = {"unload": 0, "configure": 1, "load": 2}
         applied: list[DeploymentAction] = []
         refused: list[RefusedAction] = []
         load_times: dict[int, float] = {}
-        for action in sorted(decision.actions, key=lambda a: order[a.op]):
+        for action in in_apply_order(decision.actions):
             reason, done, replica = self._apply_action(action)
             if reason is not None:
                 refused.append(RefusedAction(action=action, reason=reason))
