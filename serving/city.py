@@ -33,6 +33,7 @@ from edgeagents.core.state import (
     ReplicaTelemetry,
     SiteTelemetry,
     Telemetry,
+    in_apply_order,
 )
 from serving.config import (
     BACKEND_FOR_KIND,
@@ -137,11 +138,10 @@ class RayServeCity:
         if decision.routing is not None:
             self._gateway.set_policy.remote(decision.routing.model_dump()).result(timeout_s=30)
             self.timeline.append(Decision(time_s=self.now, routing=decision.routing))
-        order = {"unload": 0, "configure": 1, "load": 2}
         loads: list[tuple[DeploymentAction, _Replica]] = []
         from serving.app import missing_sites, site_resources_hint
 
-        for a in sorted(decision.actions, key=lambda a: order[a.op]):
+        for a in in_apply_order(decision.actions):
             refusal = self._check(a)
             if refusal is None and a.op == "load" and missing_sites([a.site]):
                 refusal = f"no Ray node for site {a.site}: " + site_resources_hint([a.site])

@@ -19,68 +19,26 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import numpy as np
 import typer
-from pydantic import Field
 
 from edgeagents.core.scenario import Scenario, ScenarioError, load_scenario
-from edgeagents.experiments.bench import BenchReport
-from serving.calibration import (
-    Calibration,
-    busy_cores,
-    calibrate,
-    calibrated_scenario,
-    cpu_times,
-    fit_model,
-)
+from serving.calibration import Calibration, busy_cores, calibrate, cpu_times
+from serving.config import CityAppConfig, site_resource
 from serving.loadgen import SentPrompt, send, sent_prompt
-from serving.replay import (
-    Fidelity,
-    fidelity,
-    measured_outcomes,
-    replay,
-    replay_workload,
-    serve_results,
-)
+from serving.serve_report import ServeReport, build_report, print_fidelity, summary_line
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    import httpx
+
     from edgeagents.sim.workload import Workload
-
-
-class ServeReport(BenchReport):
-    """What `edgeagents serve` writes: `edgeagents run`'s report (results: the run as measured,
-    its replay in the simulator, the zero-queue bound), the fidelity figure, and the run."""
-
-    policy: str
-    llm: str
-    rate_per_s: float
-    gateway_url: str = Field(description="Where the load went: Serve's proxy or the replica.")
-    initial_placement: dict[str, list[str]]
-    final_placement: dict[str, list[str]]
-    deploy_s: float = Field(description="Wall seconds to bring the initial city up.")
-    calibration: Calibration = Field(description="Profiles timed before the load.")
-    run_fit_calibration: Calibration = Field(
-        description="Profiles fitted to the run's own batches (the probes' where none ran)."
-    )
-    fidelity: Fidelity
-    sites_by_model: dict[str, dict[str, int]] = Field(description="Model -> site -> served.")
-    actions_applied: int
-    actions_refused: list[str] = Field(description="Refused actions with their reasons.")
-    load_s: list[float] = Field(description="Measured load times of models loaded on the way.")
-    host_busy_cores_under_load: float | None = Field(
-        description="Mean busy cores of the host while prompts were sent (every process)."
-    )
-    timeline: list[dict[str, Any]] = Field(
-        description="Routing and deployment changes, when they took effect (s from load start)."
-    )
-    requests: list[dict[str, Any]] = Field(
-        description="Every prompt sent: sizes as sent, send time, outcome, server timings."
-    )
+    from serving.city import RayServeCity
 
 
 class ServeInputError(ValueError):
@@ -187,8 +145,6 @@ def run_serve(
     import httpx
 
     from edgeagents.sim.workload import generate_workload
-    from serving.city import RayServeCity
-    from serving.config import CityAppConfig, site_resource
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     sc = check_inputs(scenario, duration_s, rate_per_s, port if start_ray else None)
@@ -197,226 +153,169 @@ def run_serve(
     workload = generate_workload(sc, duration_s=duration_s, seed=seed)
     prompts = [sent_prompt(sc, workload, i) for i in _thin(workload, rate_per_s, duration_s, seed)]
     if start_ray:
-        import ray
-        from ray import serve
-
-        from serving.ingress import enable_direct_ingress
-
-        if direct_ingress:
-            enable_direct_ingress()
-        ray.init(
-            address="local",
-            num_cpus=max(8, 2 * len(sc.sites)),
-            resources={site_resource(s): 1 for s in sc.site_names},
-            include_dashboard=False,
-            log_to_driver=False,
-        )
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        _start_ray(sc, port, direct_ingress)
     try:
-        t0 = time.perf_counter()
-        config = CityAppConfig.model_validate(
-            {"gateway": {"scenario": scenario, "placement": placed}}
+        city, config, deploy_s, url = _start_city(
+            scenario, placed, port, direct_ingress, start_ray, on_line
         )
-        city = RayServeCity(config, deploy=start_ray)
-        deploy_s = time.perf_counter() - t0
-        on_line(f"city up in {deploy_s:.1f} s: {placed}")
-        url = f"http://127.0.0.1:{port}"
-        if direct_ingress:
-            from serving.ingress import direct_ingress_url
-
-            url = direct_ingress_url()
-            on_line(f"gateway replica serves HTTP at {url} (direct ingress)")
         client = httpx.Client(
             base_url=url,
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
         )
-        asked = {p.model for p in prompts}
-        first = [m for m in sc.model_names if m in asked and any(m in ms for ms in placed.values())]
-        cal = calibrate(
-            client, sc, first, prompts, repeats=calibration_repeats,
-            quiet_wait_s=calibration_quiet_wait_s, on_line=on_line,
-        )  # fmt: skip
-        start = city.now
-        cpu0 = cpu_times()
-        lock = threading.Lock()
-        done: list[SentPrompt] = []
-
-        def go(p: SentPrompt) -> None:
-            delay = start + p.arrival_s - city.now
-            if delay > 0:
-                time.sleep(delay)
-            p.sent_s = city.now - start
-            send(client, p)
-            with lock:
-                done.append(p)
-
-        pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="load")
-        futures = [pool.submit(go, p) for p in prompts]
-        applied, refused, loads = 0, [], []
-        tick = sc.control.tick_s
-        t = tick
-        while t <= duration_s:
-            city.advance(start + t)
-            _, report = controller.step(city, sc, charge_decision_time=False)
-            applied += len(report.applied)
-            refused += [
-                f"{r.action.op} {r.action.model}@{r.action.site}: {r.reason}"
-                for r in report.refused
-            ]
-            loads += list(report.load_s.values())
-            on_line(
-                f"t={city.now - start:6.1f}s  sent={len(done)}/{len(prompts)}  "
-                f"applied={len(report.applied)}  refused={len(report.refused)}"
-            )
-            t = max(t + tick, city.now - start)
-        for f in futures:
-            f.result(timeout=300)
-        pool.shutdown()
-        load_busy = busy_cores(cpu0)
-        client.close()
-        final = city.placement
-        timeline = [
-            d.model_copy(update={"time_s": max(0.0, d.time_s - start)}) for d in city.timeline
-        ]
+        cal = _time_servers(
+            client, sc, prompts, placed, calibration_repeats, calibration_quiet_wait_s, on_line
+        )
+        run = _load_and_steer(city, controller, sc, prompts, client, duration_s, on_line)
     finally:
         if start_ray:
-            import ray
-            from ray import serve
-
-            serve.shutdown()
-            ray.shutdown()
+            _stop_ray()
     report = build_report(
-        sc, prompts, cal, timeline,
+        sc, prompts, cal, run.timeline,
         policy=policy, llm=llm, seed=seed, duration_s=duration_s, rate_per_s=rate_per_s,
-        gateway_url=url, initial_placement=placed, final_placement=final, deploy_s=deploy_s,
-        actions_applied=applied, actions_refused=refused, load_s=loads,
-        host_busy_cores_under_load=load_busy,
+        gateway_url=url, initial_placement=placed, final_placement=run.final_placement,
+        deploy_s=deploy_s, actions_applied=run.applied, actions_refused=run.refused,
+        load_s=run.load_s, host_busy_cores_under_load=run.busy_cores,
         max_batch=config.max_batch, max_queue_per_server=config.gateway.max_queue_per_server,
     )  # fmt: skip
-    f = report.fidelity.overall
-    on_line(
-        f"served {report.results[0].served}/{report.prompts}; mean measured "
-        f"{_s(f.measured_mean_s)} s, simulated {_s(f.simulated_mean_s)} s, error {_pct(f.error)}"
-    )
+    on_line(summary_line(report))
     return report
 
 
-def build_report(
-    scenario: Scenario,
+def _start_ray(sc: Scenario, port: int, direct_ingress: bool) -> None:
+    """A local Ray node with a `site-<name>` resource per site, and Serve on 127.0.0.1:`port`."""
+    import ray
+    from ray import serve
+
+    from serving.ingress import enable_direct_ingress
+
+    if direct_ingress:
+        enable_direct_ingress()
+    ray.init(
+        address="local",
+        num_cpus=max(8, 2 * len(sc.sites)),
+        resources={site_resource(s): 1 for s in sc.site_names},
+        include_dashboard=False,
+        log_to_driver=False,
+    )
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+
+
+def _stop_ray() -> None:
+    """Serve, then Ray, down (what `_start_ray` started)."""
+    import ray
+    from ray import serve
+
+    serve.shutdown()
+    ray.shutdown()
+
+
+def _start_city(
+    scenario: str,
+    placed: dict[str, list[str]],
+    port: int,
+    direct_ingress: bool,
+    start_ray: bool,
+    on_line: Callable[[str], None],
+) -> tuple[RayServeCity, CityAppConfig, float, str]:
+    """The city, deployed (`start_ray`) or attached to; the seconds that took; and the URL the
+    load goes to (Serve's proxy, or the gateway replica's own server with `direct_ingress`)."""
+    from serving.city import RayServeCity
+
+    t0 = time.perf_counter()
+    config = CityAppConfig.model_validate({"gateway": {"scenario": scenario, "placement": placed}})
+    city = RayServeCity(config, deploy=start_ray)
+    deploy_s = time.perf_counter() - t0
+    on_line(f"city up in {deploy_s:.1f} s: {placed}")
+    url = f"http://127.0.0.1:{port}"
+    if direct_ingress:
+        from serving.ingress import direct_ingress_url
+
+        url = direct_ingress_url()
+        on_line(f"gateway replica serves HTTP at {url} (direct ingress)")
+    return city, config, deploy_s, url
+
+
+def _time_servers(
+    client: httpx.Client,
+    sc: Scenario,
     prompts: list[SentPrompt],
-    calibration: Calibration,
-    timeline: list[Any],
-    *,
-    policy: str,
-    max_batch: int,
-    max_queue_per_server: int,
-    initial_placement: dict[str, list[str]],
-    **run: Any,
-) -> ServeReport:
-    """Replay the run in the simulator on the calibrated scenario, once with the profiles timed
-    before the load (models first placed on the way are fitted from the run) and once with
-    profiles fitted to the run's own batches, and put all in a report."""
-    served = {
-        m.name: [p for p in prompts if p.model == m.name and p.served] for m in scenario.models
-    }
-    run_fit = {
-        m.name: fit_model(m.name, m.kind, served[m.name], source="run") for m in scenario.models
-    }
-    probes = {m: calibration.models.get(m) or run_fit[m] for m in run_fit}
-    run_fit = {m: c if c.source == "run" else probes[m] for m, c in run_fit.items()}
-    cal = calibration.model_copy(update={"models": probes})
-    sims: dict[str, tuple[Any, dict[str, float]]] = {}
-    figures = {}
-    t = time.perf_counter()
-    for label, models in (("simulator", probes), ("simulator, run fit", run_fit)):
-        cal_sc = calibrated_scenario(
-            scenario, Calibration(models=models, wall_s=0.0), placement=initial_placement,
-            max_batch=max_batch, max_queue_per_server=max_queue_per_server,
-        )  # fmt: skip
-        workload, order = replay_workload(cal_sc, prompts)
-        ps = [prompts[k] for k in order]
-        if label == "simulator":
-            base, measured = cal_sc, measured_outcomes(cal_sc, ps)
-        outcomes = replay(cal_sc, workload, timeline, [p.site for p in ps])
-        overhead = {m: c.overhead_s for m, c in models.items()}
-        sims[label] = (outcomes, overhead)
-        figures[label] = fidelity(cal_sc, workload, measured, outcomes, overhead,
-                                  {m: c.source for m, c in models.items()})  # fmt: skip
-    sim_wall = time.perf_counter() - t
-    codes: dict[str, int] = {}
-    sites: dict[str, dict[str, int]] = {}
-    for p in ps:
-        if p.served:
-            sites.setdefault(p.model, {}).setdefault(p.site or "?", 0)
-            sites[p.model][p.site or "?"] += 1
-        else:
-            codes[p.code or "unknown"] = codes.get(p.code or "unknown", 0) + 1
-    main = figures["simulator"]
-    return ServeReport(
-        scenario=f"{scenario.name} on Ray Serve",
-        seed=run.pop("seed"),
-        duration_s=run.pop("duration_s"),
-        engine="profiles measured here",
-        prompts=len(workload),
-        prompts_by_model=workload.counts_by_model(),
-        results=serve_results(policy, base, workload, measured, sims, refused_codes=codes),
-        sim_prompts_per_s=2 * len(workload) / sim_wall if sim_wall > 0 else 0.0,
-        policy=policy,
-        initial_placement=initial_placement,
-        calibration=cal,
-        run_fit_calibration=Calibration(models=run_fit, wall_s=0.0),
-        fidelity=Fidelity(
-            models=main.models, overall=main.overall, run_fit=figures["simulator, run fit"]
-        ),
-        sites_by_model=sites,
-        timeline=[d.model_dump(mode="json", exclude_defaults=True) for d in timeline],
-        requests=[p.to_dict() for p in ps],
-        **run,
-    )
+    placed: dict[str, list[str]],
+    repeats: int,
+    quiet_wait_s: float,
+    on_line: Callable[[str], None],
+) -> Calibration:
+    """Time the servers of the models the prompts ask for that are placed now."""
+    asked = {p.model for p in prompts}
+    first = [m for m in sc.model_names if m in asked and any(m in ms for ms in placed.values())]
+    return calibrate(
+        client, sc, first, prompts, repeats=repeats,
+        quiet_wait_s=quiet_wait_s, on_line=on_line,
+    )  # fmt: skip
 
 
-def _s(x: float | None) -> str:
-    return "-" if x is None else f"{x:.3f}"
+@dataclass
+class _LoadRun:
+    """What steering the city under load did, on the load's clock (s from its start)."""
+
+    applied: int
+    refused: list[str]
+    load_s: list[float]
+    busy_cores: float | None
+    final_placement: dict[str, list[str]]
+    timeline: list[Any]
 
 
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{x:+.1%}"
+def _load_and_steer(
+    city: RayServeCity,
+    controller: Any,
+    sc: Scenario,
+    prompts: list[SentPrompt],
+    client: httpx.Client,
+    duration_s: float,
+    on_line: Callable[[str], None],
+) -> _LoadRun:
+    """Send the prompts at their arrival times from a thread pool while the controller steers
+    the city every control tick for `duration_s`; waits for every answer, then closes `client`."""
+    start = city.now
+    cpu0 = cpu_times()
+    lock = threading.Lock()
+    done: list[SentPrompt] = []
 
+    def go(p: SentPrompt) -> None:
+        delay = start + p.arrival_s - city.now
+        if delay > 0:
+            time.sleep(delay)
+        p.sent_s = city.now - start
+        send(client, p)
+        with lock:
+            done.append(p)
 
-def print_fidelity(report: ServeReport, console: Any) -> None:
-    """The fidelity table: mean latency per model, measured and simulated, and the error."""
-    from rich.table import Table
-
-    t = Table(
-        title="Fidelity: the simulator's replay of this run beside the measured latency",
-        caption="simulated = replay on profiles timed on these servers before the load + their "
-        "gateway overhead; run fit = the same with profiles fitted to this run's own server "
-        "times; error = simulated / measured - 1, over prompts served in both.",
-    )
-    columns = ("model", "prompts", "measured s", "simulated s", "error", "overhead s",
-               "meas. queue s", "sim. queue s", "meas. infer s", "sim. infer s", "run fit s",
-               "error (run fit)")  # fmt: skip
-    for col in columns:
-        t.add_column(col, justify="left" if col == "model" else "right")
-    fid = report.fidelity
-    fits = {f.model: f for f in [*fid.run_fit.models, fid.run_fit.overall]} if fid.run_fit else {}
-    for f in [*fid.models, fid.overall]:
-        m, sm = f.measured_parts_s, f.simulated_parts_s
-        fit = fits.get(f.model)
-        t.add_row(
-            f.model, str(f.prompts), _s(f.measured_mean_s), _s(f.simulated_mean_s),
-            _pct(f.error), f"{f.overhead_s:.3f}", f"{m['queue']:.3f}",
-            f"{sm['queue'] + sm['cold']:.3f}", f"{m['infer']:.3f}", f"{sm['infer']:.3f}",
-            _s(fit.simulated_mean_s if fit else None), _pct(fit.error if fit else None),
-        )  # fmt: skip
-    console.print(t)
-    cal, load = report.calibration.host_busy_cores, report.host_busy_cores_under_load
-    console.print(
-        f"host busy cores (of {os.cpu_count()}, every process): {_s(cal)} while timing the "
-        f"servers, {_s(load)} under load. Actions applied {report.actions_applied}, refused "
-        f"{len(report.actions_refused)}; placement now {report.final_placement}",
-        highlight=False,
-    )
+    pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="load")
+    futures = [pool.submit(go, p) for p in prompts]
+    applied, refused, loads = 0, [], []
+    tick = sc.control.tick_s
+    t = tick
+    while t <= duration_s:
+        city.advance(start + t)
+        _, report = controller.step(city, sc, charge_decision_time=False)
+        applied += len(report.applied)
+        refused += [
+            f"{r.action.op} {r.action.model}@{r.action.site}: {r.reason}" for r in report.refused
+        ]
+        loads += list(report.load_s.values())
+        on_line(
+            f"t={city.now - start:6.1f}s  sent={len(done)}/{len(prompts)}  "
+            f"applied={len(report.applied)}  refused={len(report.refused)}"
+        )
+        t = max(t + tick, city.now - start)
+    for f in futures:
+        f.result(timeout=300)
+    pool.shutdown()
+    load_busy = busy_cores(cpu0)
+    client.close()
+    final = city.placement
+    timeline = [d.model_copy(update={"time_s": max(0.0, d.time_s - start)}) for d in city.timeline]
+    return _LoadRun(applied, refused, loads, load_busy, final, timeline)
 
 
 def _fail(message: str) -> NoReturn:

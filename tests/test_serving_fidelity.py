@@ -8,18 +8,16 @@ import os
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.serve
-
-from edgeagents.core.scenario import Scenario, load_scenario  # noqa: E402
-from edgeagents.core.state import Decision, DeploymentAction  # noqa: E402
-from serving.calibration import (  # noqa: E402
+from edgeagents.core.scenario import Scenario, load_scenario
+from edgeagents.core.state import Decision, DeploymentAction
+from serving.calibration import (
     Calibration,
     calibrated_scenario,
     fit_model,
     fit_profile,
 )
-from serving.loadgen import SentPrompt  # noqa: E402
-from serving.replay import (  # noqa: E402
+from serving.loadgen import SentPrompt
+from serving.replay import (
     fidelity,
     measured_outcomes,
     replay,
@@ -210,6 +208,8 @@ def test_a_run_fit_finds_each_batch_by_its_shared_time() -> None:
     assert (two["input_tokens"], two["output_tokens"], two["infer_s"]) == (20.0, 10.0, 0.5)
 
 
+@pytest.mark.enable_socket  # holds a port on 127.0.0.1 busy
+@pytest.mark.allow_hosts(["127.0.0.1"])
 @pytest.mark.parametrize(
     ("args", "expected"),
     [

@@ -13,13 +13,12 @@ import numpy as np
 import pytest
 
 pytest.importorskip("starlette")
-pytestmark = pytest.mark.serve
 
-from edgeagents.core.state import RoutingPolicy  # noqa: E402
-from serving.config import ModelServerConfig  # noqa: E402
-from serving.engines import SAMPLE_RATE_HZ, EngineError, decode_wav  # noqa: E402
-from serving.gateway import Gateway  # noqa: E402
-from serving.server import ModelServer  # noqa: E402
+from edgeagents.core.state import RoutingPolicy
+from serving.config import ModelServerConfig
+from serving.engines import SAMPLE_RATE_HZ, EngineError, decode_wav
+from serving.gateway import Gateway
+from serving.server import ModelServer
 
 PLACEMENT = {"temple-meads": ["llama-3.1-8b"], "clifton": ["llama-3.1-8b"]}
 
