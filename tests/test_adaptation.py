@@ -512,7 +512,7 @@ def test_parallel_episodes_share_the_cores_among_their_local_lms(
     EDGEAGENTS_LM_THREADS wins; one job keeps the default."""
     import subprocess as sp
 
-    import edgeagents.experiments.adaptation as adaptation
+    import edgeagents.experiments.adaptation.schedule as adaptation
     from edgeagents.agents.llm import LM_THREADS_ENV
     from edgeagents.experiments.adaptation import AdaptationSettings, run_adaptation
 

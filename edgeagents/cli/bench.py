@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from edgeagents.cli.common import (
+    DurationOpt,
+    JsonOpt,
+    PlotsOpt,
     ScenarioOpt,
+    SeedOpt,
     check_plots,
     check_writable,
     console,
@@ -22,31 +26,78 @@ from edgeagents.cli.common import (
     policies_or_fail,
     print_table,
     progress_bar,
+    save_plots,
+    save_report,
     scenario_or_fail,
     workload_or_fail,
     write_json,
 )
 from edgeagents.cli.llmbench import bench_llm
 
+if TYPE_CHECKING:
+    from edgeagents.core.scenario import Scenario
+    from edgeagents.experiments.adaptation import AdaptationReport, AdaptationSettings
+
 bench_app = typer.Typer(help="Benchmarks on the simulated city.", pretty_exceptions_enable=False)
+
+PoliciesOpt = Annotated[
+    str | None, typer.Option(help="Comma-separated policies (default: every baseline).")
+]
+TraceOpt = Annotated[
+    Path | None, typer.Option(help="CSV trace for the text-LLM share (TIMESTAMP,...).")
+]
+ShiftsOpt = Annotated[str, typer.Option(help="Comma-separated: surge, site-failure, demand-move.")]
+AgentsLlmOpt = Annotated[
+    str, typer.Option(help="LM of the agents: local, local:PATH.gguf, openai:MODEL or none.")
+]
+ReferenceOpt = Annotated[
+    bool, typer.Option(help="Also run every variant with --llm none, for reference.")
+]
+DecisionSOpt = Annotated[
+    float,
+    typer.Option(
+        "--decision-s",
+        min=0.0,
+        help="Every decision applies this many seconds after its tick, whatever the "
+        "machine's load; LM calls are then not cut at their agents' limits.",
+    ),
+]
+WallDecisionsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--wall-decisions",
+        help="Instead, each decision applies after the wall time its agents took (as in "
+        "`run`); episodes then depend on the machine's load.",
+    ),
+]
+JobsOpt = Annotated[
+    int,
+    typer.Option(min=1, help="Episodes at once, each a process with cores/N LM threads."),
+]
+LogFolderOpt = Annotated[
+    Path | None,
+    typer.Option(help="Write each episode's agent decisions (JSON lines) into this folder."),
+]
+WorkdirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Keep the stores and every finished episode here; run again with the same "
+        "folder to resume an interrupted run (episodes done with the same settings are "
+        "not run again). Default: a temporary folder, removed at the end."
+    ),
+]
 
 
 @bench_app.callback(invoke_without_command=True)
 def bench(
     ctx: typer.Context,
     scenario: ScenarioOpt = "bristol",
-    policies: Annotated[
-        str | None, typer.Option(help="Comma-separated policies (default: every baseline).")
-    ] = None,
-    duration: Annotated[
-        float | None, typer.Option(min=1.0, help="Arrival horizon in simulated s.")
-    ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of workload and routing.")] = 0,
-    trace: Annotated[
-        Path | None, typer.Option(help="CSV trace for the text-LLM share (TIMESTAMP,...).")
-    ] = None,
-    json_path: Annotated[Path | None, typer.Option("--json", help="Write results here.")] = None,
-    plots: Annotated[Path | None, typer.Option(help="Write PNG plots into this folder.")] = None,
+    policies: PoliciesOpt = None,
+    duration: DurationOpt = None,
+    seed: SeedOpt = 0,
+    trace: TraceOpt = None,
+    json_path: JsonOpt = None,
+    plots: PlotsOpt = None,
 ) -> None:
     """Run every policy on the same scenario, workload and seed; print and save the figures."""
     if ctx.invoked_subcommand is not None:
@@ -70,14 +121,8 @@ def bench(
             on_progress=lambda n, t: progress.update(tasks[n], completed=t),
         )
     print_table(report)
-    if json_path is not None:
-        write_json(json_path, report.model_dump(mode="json"))
-        console.print(f"wrote {json_path}")
-    if plots is not None:
-        from edgeagents.experiments.plots import write_plots
-
-        for p in write_plots(report, runs, plots):
-            console.print(f"wrote {p}")
+    save_report(json_path, report)
+    save_plots(plots, report, runs)
 
 
 @bench_app.command("scaling")
@@ -116,65 +161,28 @@ def bench_scaling(
 @bench_app.command("adaptation")
 def bench_adaptation(
     scenario: ScenarioOpt = "bristol",
-    shifts: Annotated[
-        str, typer.Option(help="Comma-separated: surge, site-failure, demand-move.")
-    ] = "surge,site-failure,demand-move",
-    llm: Annotated[
-        str, typer.Option(help="LM of the agents: local, local:PATH.gguf, openai:MODEL or none.")
-    ] = "local",
-    reference: Annotated[
-        bool, typer.Option(help="Also run every variant with --llm none, for reference.")
-    ] = True,
+    shifts: ShiftsOpt = "surge,site-failure,demand-move",
+    llm: AgentsLlmOpt = "local",
+    reference: ReferenceOpt = True,
     duration: Annotated[float, typer.Option(min=60.0, help="Arrival horizon, s.")] = 720.0,
     shift_at: Annotated[float, typer.Option(min=1.0, help="When the shift happens, s.")] = 255.0,
     epoch: Annotated[float, typer.Option(min=5.0, help="Planning epoch, s.")] = 30.0,
     seed: Annotated[int, typer.Option(help="First seed of the evaluation episodes.")] = 0,
     seeds: Annotated[int, typer.Option(min=1, help="Evaluation seeds per variant (averaged).")] = 3,
-    decision_s: Annotated[
-        float,
-        typer.Option(
-            "--decision-s",
-            min=0.0,
-            help="Every decision applies this many seconds after its tick, whatever the "
-            "machine's load; LM calls are then not cut at their agents' limits.",
-        ),
-    ] = 1.0,
-    wall_decisions: Annotated[
-        bool,
-        typer.Option(
-            "--wall-decisions",
-            help="Instead, each decision applies after the wall time its agents took (as in "
-            "`run`); episodes then depend on the machine's load.",
-        ),
-    ] = False,
-    jobs: Annotated[
-        int,
-        typer.Option(min=1, help="Episodes at once, each a process with cores/N LM threads."),
-    ] = 1,
-    json_path: Annotated[Path | None, typer.Option("--json", help="Write results here.")] = None,
+    decision_s: DecisionSOpt = 1.0,
+    wall_decisions: WallDecisionsOpt = False,
+    jobs: JobsOpt = 1,
+    json_path: JsonOpt = None,
     plots: Annotated[Path | None, typer.Option(help="Write recovery curves here.")] = None,
-    log: Annotated[
-        Path | None,
-        typer.Option(help="Write each episode's agent decisions (JSON lines) into this folder."),
-    ] = None,
-    workdir: Annotated[
-        Path | None,
-        typer.Option(
-            help="Keep the stores and every finished episode here; run again with the same "
-            "folder to resume an interrupted run (episodes done with the same settings are "
-            "not run again). Default: a temporary folder, removed at the end."
-        ),
-    ] = None,
+    log: LogFolderOpt = None,
+    workdir: WorkdirOpt = None,
 ) -> None:
     """Recovery after a shift with the experience memory off, cold and warm (after a
     warm-up episode, reopened by a new process); each episode in its own process."""
-    from edgeagents.experiments.adaptation import SHIFTS, AdaptationSettings, run_adaptation
+    from edgeagents.experiments.adaptation import AdaptationSettings
 
     sc = scenario_or_fail(scenario)
-    chosen = [x.strip() for x in shifts.split(",") if x.strip()]
-    bad = [x for x in chosen if x not in SHIFTS]
-    if bad or not chosen:
-        fail(f"--shifts {shifts!r}: expected some of {', '.join(SHIFTS)}")
+    chosen = shifts_or_fail(shifts)
     if shift_at >= duration - 2 * epoch:
         fail(f"--shift-at {shift_at:g}: leave at least two epochs after it (duration {duration:g})")
     check_writable(json_path, "--json")
@@ -182,6 +190,36 @@ def bench_adaptation(
     make_folder(log, "--log")
     make_folder(workdir, "--workdir")
     llms = [llm] + (["none"] if reference and llm != "none" else [])
+    check_agents_and_memory(llm)
+    settings = AdaptationSettings(
+        duration_s=duration, shift_at_s=shift_at, planning_epoch_s=epoch, seed=seed,
+        decision_s=None if wall_decisions else decision_s,
+    )  # fmt: skip
+    report = adaptation_with_progress(
+        sc, chosen, llms, settings, seeds=seeds, jobs=jobs, log=log, workdir=workdir
+    )
+    print_adaptation(report, seeds)
+    save_report(json_path, report)
+    if plots is not None:
+        from edgeagents.experiments.adaptation import write_adaptation_plots
+
+        for p in write_adaptation_plots(report, plots):
+            console.print(f"wrote {p}")
+
+
+def shifts_or_fail(shifts: str) -> list[str]:
+    """The shifts --shifts names, or one line and exit 2."""
+    from edgeagents.experiments.adaptation import SHIFTS
+
+    chosen = [x.strip() for x in shifts.split(",") if x.strip()]
+    bad = [x for x in chosen if x not in SHIFTS]
+    if bad or not chosen:
+        fail(f"--shifts {shifts!r}: expected some of {', '.join(SHIFTS)}")
+    return chosen
+
+
+def check_agents_and_memory(llm: str) -> None:
+    """Before the first episode: the LM answers and the extras the episodes need are there."""
     try:
         from edgeagents.agents.llm import LMConfigError, check_reachable
         from edgeagents.agents.lmconfig import resolve_lm_config
@@ -194,10 +232,23 @@ def bench_adaptation(
     except ImportError as e:
         fail(f"needs the agents and memory extras: pip install 'edgeagents[agents,memory]' "
              f"({e.name} missing)")  # fmt: skip
-    settings = AdaptationSettings(
-        duration_s=duration, shift_at_s=shift_at, planning_epoch_s=epoch, seed=seed,
-        decision_s=None if wall_decisions else decision_s,
-    )  # fmt: skip
+
+
+def adaptation_with_progress(
+    sc: Scenario,
+    chosen: list[str],
+    llms: list[str],
+    settings: AdaptationSettings,
+    *,
+    seeds: int,
+    jobs: int,
+    log: Path | None,
+    workdir: Path | None,
+) -> AdaptationReport:
+    """`run_adaptation` under a progress bar, or a line per episode when stderr is no
+    terminal; a failed episode is one line and exit 2."""
+    from edgeagents.experiments.adaptation import run_adaptation
+
     total = len(chosen) * len(llms) * (1 + 3 * seeds)
     with progress_bar("episodes") as progress:
         task = progress.add_task("adaptation", total=total)
@@ -219,10 +270,21 @@ def bench_adaptation(
             )  # fmt: skip
         except RuntimeError as e:
             fail(str(e))
+    return report
+
+
+def print_adaptation(report: AdaptationReport, seeds: int) -> None:
+    """The variants' table, then whether each (shift, LM) met the targets."""
+    settings = report.settings
+    seed, epoch, shift_at = settings.seed, settings.planning_epoch_s, settings.shift_at_s
     t = Table(
-        title=f"Adaptation on {sc.name}: planning epoch {epoch:g} s, shift at {shift_at:g} s, "
-        f"seeds {seed}-{seed + seeds - 1}, decisions apply "
-        + ("after their wall time" if wall_decisions else f"{decision_s:g} s after their tick"),
+        title=f"Adaptation on {report.scenario}: planning epoch {epoch:g} s, shift at "
+        f"{shift_at:g} s, seeds {seed}-{seed + seeds - 1}, decisions apply "
+        + (
+            "after their wall time"
+            if settings.decision_s is None
+            else f"{settings.decision_s:g} s after their tick"
+        ),
         caption="recovery = on the seed-averaged curve, planning epochs from the shift's until "
         "the latency is back within 10% of the steady state after its worst epoch; to best = "
         "the same, against the lowest steady state of the shift's variants; post-shift = "
@@ -248,14 +310,6 @@ def bench_adaptation(
         line = ", ".join(f"{k}: {'-' if v is None else ('yes' if v else 'NO')}"
                          for k, v in met.items())  # fmt: skip
         console.print(f"targets {key}: {line}", highlight=False)
-    if json_path is not None:
-        write_json(json_path, report.model_dump(mode="json"))
-        console.print(f"wrote {json_path}")
-    if plots is not None:
-        from edgeagents.experiments.adaptation import write_adaptation_plots
-
-        for p in write_adaptation_plots(report, plots):
-            console.print(f"wrote {p}")
 
 
 bench_app.command("llm")(bench_llm)

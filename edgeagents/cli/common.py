@@ -31,6 +31,10 @@ ScenarioOpt = Annotated[
         help=f"Built-in name ({', '.join(BUILTIN_SCENARIOS)}) or a YAML file.",
     ),
 ]
+DurationOpt = Annotated[float | None, typer.Option(min=1.0, help="Arrival horizon in simulated s.")]
+SeedOpt = Annotated[int, typer.Option(help="Seed of workload and routing.")]
+JsonOpt = Annotated[Path | None, typer.Option("--json", help="Write results here.")]
+PlotsOpt = Annotated[Path | None, typer.Option(help="Write PNG plots into this folder.")]
 
 
 MEMORY_DEFAULT = os.environ.get("EDGEAGENTS_MEMORY_DIR") or "~/.cache/edgeagents/memory"
@@ -107,6 +111,22 @@ def write_json(path: Path, data: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2))
     tmp.replace(path)
+
+
+def save_report(path: Path | None, report) -> None:
+    """The report as JSON where --json says, and a line saying so."""
+    if path is not None:
+        write_json(path, report.model_dump(mode="json"))
+        console.print(f"wrote {path}")
+
+
+def save_plots(folder: Path | None, report, runs) -> None:
+    """`bench` and `run`'s PNG plots into the --plots folder, a line for each."""
+    if folder is not None:
+        from edgeagents.experiments.plots import write_plots
+
+        for p in write_plots(report, runs, folder):
+            console.print(f"wrote {p}")
 
 
 def progress_bar(unit: str = "sim s") -> Progress:

@@ -11,77 +11,92 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from edgeagents.cli.common import check_writable, console, fail, progress_bar, save_report
+
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from edgeagents.experiments.llmbench import LLMBenchReport
+    from edgeagents.core.scenario import Scenario
+    from edgeagents.experiments.llmbench import LabelledNotice, LLMBenchReport, LMRow, Menu
 
 DEFAULT_LLMS = ("none", "local")
 
+LlmsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--llm",
+        help="An LM to benchmark, repeatable: none, local, local:PATH.gguf, openai:MODEL "
+        "(default: none and local).",
+    ),
+]
+ReportJsonOpt = Annotated[Path | None, typer.Option("--json", help="Write the whole report here.")]
+MenusOpt = Annotated[int | None, typer.Option("--menus", min=0, help="Ask only the first N menus.")]
+NoticesOpt = Annotated[
+    int | None, typer.Option("--notices", min=0, help="Read only the first N notices.")
+]
+TimeoutOpt = Annotated[float, typer.Option("--timeout-s", min=0.1, help="Limit of one LM call, s.")]
+MenusFileOpt = Annotated[
+    Path | None, typer.Option(help="Recorded menus (default: the shipped menus.jsonl).")
+]
+NoticesFileOpt = Annotated[
+    Path | None,
+    typer.Option(help="Labelled notices (default: the shipped notices-bristol.jsonl)."),
+]
+KindReaderOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--kind-reader",
+        help="Who reads a notice's kind, repeatable (a row per LM and reader): auto (the "
+        "encoder for a local LM), encoder, lm.",
+    ),
+]
+
 
 def bench_llm(
-    llm: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--llm",
-            help="An LM to benchmark, repeatable: none, local, local:PATH.gguf, openai:MODEL "
-            "(default: none and local).",
-        ),
-    ] = None,
-    json_path: Annotated[
-        Path | None, typer.Option("--json", help="Write the whole report here.")
-    ] = None,
-    menus: Annotated[
-        int | None, typer.Option("--menus", min=0, help="Ask only the first N menus.")
-    ] = None,
-    notices: Annotated[
-        int | None, typer.Option("--notices", min=0, help="Read only the first N notices.")
-    ] = None,
-    timeout_s: Annotated[
-        float, typer.Option("--timeout-s", min=0.1, help="Limit of one LM call, s.")
-    ] = 60.0,  # llmbench.DEFAULT_TIMEOUT_S
-    menus_file: Annotated[
-        Path | None, typer.Option(help="Recorded menus (default: the shipped menus.jsonl).")
-    ] = None,
-    notices_file: Annotated[
-        Path | None,
-        typer.Option(help="Labelled notices (default: the shipped notices-bristol.jsonl)."),
-    ] = None,
-    kind_reader: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--kind-reader",
-            help="Who reads a notice's kind, repeatable (a row per LM and reader): auto (the "
-            "encoder for a local LM), encoder, lm.",
-        ),
-    ] = None,
+    llm: LlmsOpt = None,
+    json_path: ReportJsonOpt = None,
+    menus: MenusOpt = None,
+    notices: NoticesOpt = None,
+    timeout_s: TimeoutOpt = 60.0,  # llmbench.DEFAULT_TIMEOUT_S
+    menus_file: MenusFileOpt = None,
+    notices_file: NoticesFileOpt = None,
+    kind_reader: KindReaderOpt = None,
 ) -> None:
     """Each LM on the agents' own tasks, offline: menu choice (as shown and shuffled) on menus
     recorded from real runs, notice extraction on a labelled set, and what each call cost."""
-    from edgeagents.agents.llm import (
-        LMConfigError,
-        check_reachable,
-        create_chat_model,
-        parse_llm_spec,
-    )
-    from edgeagents.agents.notices import KIND_READERS
-    from edgeagents.cli.common import check_writable, console, fail, progress_bar, write_json
-    from edgeagents.core.scenario import ScenarioError, load_scenario
     from edgeagents.experiments.llmbench import (
         SHUFFLE_SEED,
         LLMBenchReport,
-        bench_row,
         default_menus_path,
         default_notices_path,
         file_sha1,
-        gold_intent,
-        load_labelled_notices,
-        load_menus,
         menus_by_agent,
     )
 
     specs = list(llm or DEFAULT_LLMS)
     readers = list(dict.fromkeys(kind_reader or ["auto"]))
+    check_specs(specs, readers)
+    check_writable(json_path, "--json")
+    menus_path = menus_file or default_menus_path()
+    notices_path = notices_file or default_notices_path()
+    menu_set, notice_set, scenario = load_inputs(menus_path, notices_path, menus, notices)
+    check_reachable_or_fail(specs)
+    rows = bench_rows(specs, readers, menu_set, notice_set, scenario, timeout_s=timeout_s)
+    report = LLMBenchReport(
+        menus_file=str(menus_path), menus_sha1=file_sha1(menus_path),
+        notices_file=str(notices_path), notices_sha1=file_sha1(notices_path),
+        menus=len(menu_set), menus_by_agent=menus_by_agent(menu_set), notices=len(notice_set),
+        shuffle_seed=SHUFFLE_SEED, timeout_s=timeout_s, rows=rows,
+    )  # fmt: skip
+    print_llm_tables(report, console)
+    save_report(json_path, report)
+
+
+def check_specs(specs: list[str], readers: list[str]) -> None:
+    """Every --kind-reader is known and every --llm parses, before any file is read."""
+    from edgeagents.agents.llm import LMConfigError, parse_llm_spec
+    from edgeagents.agents.notices import KIND_READERS
+
     for r in readers:
         if r not in KIND_READERS:
             fail(f"--kind-reader {r!r}: choose {', '.join(KIND_READERS)}")
@@ -90,9 +105,16 @@ def bench_llm(
             parse_llm_spec(spec)
     except LMConfigError as e:
         fail(str(e))
-    check_writable(json_path, "--json")
-    menus_path = menus_file or default_menus_path()
-    notices_path = notices_file or default_notices_path()
+
+
+def load_inputs(
+    menus_path: Path, notices_path: Path, menus: int | None, notices: int | None
+) -> tuple[list[Menu], list[LabelledNotice], Scenario]:
+    """The menus and labelled notices asked (every label read as an intent on bristol), or
+    one line and exit 2."""
+    from edgeagents.core.scenario import ScenarioError, load_scenario
+    from edgeagents.experiments.llmbench import gold_intent, load_labelled_notices, load_menus
+
     for path, what in ((menus_path, "menus"), (notices_path, "notices")):
         if not path.is_file():
             fail(f"{what} file {path}: no such file")
@@ -104,6 +126,13 @@ def bench_llm(
             gold_intent(item, scenario)
     except (ValueError, ScenarioError) as e:
         fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+    return menu_set, notice_set, scenario
+
+
+def check_reachable_or_fail(specs: list[str]) -> None:
+    """Each distinct LM answers before the first question is asked."""
+    from edgeagents.agents.llm import LMConfigError, check_reachable
+
     try:
         for spec in dict.fromkeys(specs):
             check_reachable(spec)
@@ -111,6 +140,20 @@ def bench_llm(
         fail(str(e))
     except ImportError as e:
         fail(f"the LMs need their extra: pip install 'edgeagents[agents]' ({e.name} missing)")
+
+
+def bench_rows(
+    specs: list[str],
+    readers: list[str],
+    menu_set: list[Menu],
+    notice_set: list[LabelledNotice],
+    scenario: Scenario,
+    *,
+    timeout_s: float,
+) -> list[LMRow]:
+    """A row per LM and kind reader (one for an LM-less spec), under a progress bar."""
+    from edgeagents.agents.llm import LMConfigError, create_chat_model
+    from edgeagents.experiments.llmbench import SHUFFLE_SEED, bench_row
 
     rows = []
     per_row = 2 * len(menu_set) + len(notice_set)
@@ -129,16 +172,7 @@ def bench_llm(
                     on_item=lambda t=task: progress.advance(t),
                 )  # fmt: skip
                 rows.append(row)
-    report = LLMBenchReport(
-        menus_file=str(menus_path), menus_sha1=file_sha1(menus_path),
-        notices_file=str(notices_path), notices_sha1=file_sha1(notices_path),
-        menus=len(menu_set), menus_by_agent=menus_by_agent(menu_set), notices=len(notice_set),
-        shuffle_seed=SHUFFLE_SEED, timeout_s=timeout_s, rows=rows,
-    )  # fmt: skip
-    print_llm_tables(report, console)
-    if json_path is not None:
-        write_json(json_path, report.model_dump(mode="json"))
-        console.print(f"wrote {json_path}")
+    return rows
 
 
 def _f(x: float | None, fmt: str = "{:.2f}") -> str:

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from edgeagents.cli.common import (
     MEMORY_DEFAULT,
+    DurationOpt,
+    JsonOpt,
+    PlotsOpt,
     ScenarioOpt,
+    SeedOpt,
     check_plots,
     check_writable,
     console,
@@ -20,86 +24,93 @@ from edgeagents.cli.common import (
     policies_or_fail,
     print_table,
     progress_bar,
+    save_plots,
+    save_report,
     scenario_or_fail,
     workload_or_fail,
-    write_json,
 )
 from edgeagents.cli.memory import memory_store
+
+if TYPE_CHECKING:
+    from edgeagents.agents.lmconfig import AgentsLMConfig
+
+LlmOpt = Annotated[
+    str | None,
+    typer.Option(help="LM of every agent: local, local:PATH.gguf, openai:MODEL or none."),
+]
+PlannerLlmOpt = Annotated[str | None, typer.Option(help="Overrides --llm for the planner.")]
+SchedulerLlmOpt = Annotated[str | None, typer.Option(help="Overrides --llm for the scheduler.")]
+DeployerLlmOpt = Annotated[str | None, typer.Option(help="Overrides --llm for the deployers.")]
+LmConfigOpt = Annotated[
+    Path | None, typer.Option(help="YAML with an LMConfig per agent (planner, scheduler, ...).")
+]
+BaselinesOpt = Annotated[str | None, typer.Option(help="Comma-separated baselines (default: all).")]
+WithNoneOpt = Annotated[
+    bool, typer.Option(help="Also run the agents without their LM (agents-none).")
+]
+ChargeOpt = Annotated[
+    bool, typer.Option(help="A decision takes effect after the wall time it took.")
+]
+DecisionSOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--decision-s",
+        min=0.0,
+        help="Instead, every decision takes effect this many seconds after its tick, "
+        "whatever the machine's load (reproducible; LM calls and the plan search are then "
+        "not cut at their wall limits).",
+    ),
+]
+DecisionLogOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Rationale log of every agent decision (JSON lines); default beside --json "
+        "as NAME.decisions.jsonl."
+    ),
+]
+MemoryOpt = Annotated[
+    bool,
+    typer.Option(
+        "--memory/--no-memory",
+        help="Experience memory: the agents store each epoch's outcome in --memory-path "
+        "and recall similar past situations (agents-none shares the store).",
+    ),
+]
+MemoryPathOpt = Annotated[
+    str, typer.Option(help="Experience store directory (env EDGEAGENTS_MEMORY_DIR).")
+]
+NoticesOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Operator notices, JSON lines ({text, publish_s, author}), delivered to the "
+        "agents at their publish times, beside the scenario's own."
+    ),
+]
 
 
 def run(
     scenario: ScenarioOpt = "bristol",
-    llm: Annotated[
-        str | None,
-        typer.Option(help="LM of every agent: local, local:PATH.gguf, openai:MODEL or none."),
-    ] = None,
-    planner_llm: Annotated[
-        str | None, typer.Option(help="Overrides --llm for the planner.")
-    ] = None,
-    scheduler_llm: Annotated[
-        str | None, typer.Option(help="Overrides --llm for the scheduler.")
-    ] = None,
-    deployer_llm: Annotated[
-        str | None, typer.Option(help="Overrides --llm for the deployers.")
-    ] = None,
-    lm_config: Annotated[
-        Path | None, typer.Option(help="YAML with an LMConfig per agent (planner, scheduler, ...).")
-    ] = None,
-    duration: Annotated[
-        float | None, typer.Option(min=1.0, help="Arrival horizon in simulated s.")
-    ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of workload and routing.")] = 0,
+    llm: LlmOpt = None,
+    planner_llm: PlannerLlmOpt = None,
+    scheduler_llm: SchedulerLlmOpt = None,
+    deployer_llm: DeployerLlmOpt = None,
+    lm_config: LmConfigOpt = None,
+    duration: DurationOpt = None,
+    seed: SeedOpt = 0,
     trace: Annotated[Path | None, typer.Option(help="CSV trace for the text-LLM share.")] = None,
-    baselines: Annotated[
-        str | None, typer.Option(help="Comma-separated baselines (default: all).")
-    ] = None,
-    with_none: Annotated[
-        bool, typer.Option(help="Also run the agents without their LM (agents-none).")
-    ] = True,
-    charge_decision_time: Annotated[
-        bool, typer.Option(help="A decision takes effect after the wall time it took.")
-    ] = True,
-    decision_s: Annotated[
-        float | None,
-        typer.Option(
-            "--decision-s",
-            min=0.0,
-            help="Instead, every decision takes effect this many seconds after its tick, "
-            "whatever the machine's load (reproducible; LM calls and the plan search are then "
-            "not cut at their wall limits).",
-        ),
-    ] = None,
-    json_path: Annotated[Path | None, typer.Option("--json", help="Write results here.")] = None,
-    plots: Annotated[Path | None, typer.Option(help="Write PNG plots into this folder.")] = None,
-    log: Annotated[
-        Path | None,
-        typer.Option(
-            help="Rationale log of every agent decision (JSON lines); default beside --json "
-            "as NAME.decisions.jsonl."
-        ),
-    ] = None,
-    memory: Annotated[
-        bool,
-        typer.Option(
-            "--memory/--no-memory",
-            help="Experience memory: the agents store each epoch's outcome in --memory-path "
-            "and recall similar past situations (agents-none shares the store).",
-        ),
-    ] = False,
-    memory_path: Annotated[
-        str, typer.Option(help="Experience store directory (env EDGEAGENTS_MEMORY_DIR).")
-    ] = MEMORY_DEFAULT,
-    notices: Annotated[
-        Path | None,
-        typer.Option(
-            help="Operator notices, JSON lines ({text, publish_s, author}), delivered to the "
-            "agents at their publish times, beside the scenario's own."
-        ),
-    ] = None,
+    baselines: BaselinesOpt = None,
+    with_none: WithNoneOpt = True,
+    charge_decision_time: ChargeOpt = True,
+    decision_s: DecisionSOpt = None,
+    json_path: JsonOpt = None,
+    plots: PlotsOpt = None,
+    log: DecisionLogOpt = None,
+    memory: MemoryOpt = False,
+    memory_path: MemoryPathOpt = MEMORY_DEFAULT,
+    notices: NoticesOpt = None,
 ) -> None:
     """Run the LLM agents on the city beside the baselines, on the same workload and seed."""
-    from edgeagents.agents.llm import LMConfigError, check_reachable
-    from edgeagents.agents.lmconfig import AGENTS, resolve_lm_config
+    from edgeagents.agents.lmconfig import AGENTS
 
     if decision_s is not None and not charge_decision_time:
         fail("--decision-s and --no-charge-decision-time: give one of them")
@@ -112,23 +123,11 @@ def run(
     for path, what in ((json_path, "--json"), (log, "--log")):
         check_writable(path, what)
     check_plots(plots)
-    try:
-        lm = resolve_lm_config(
-            llm=llm,
-            per_agent={"planner": planner_llm, "scheduler": scheduler_llm,
-                       "deployer": deployer_llm},
-            config_path=lm_config,
-        )  # fmt: skip
-        checked: set[str] = set()
-        for agent in AGENTS:
-            cfg = getattr(lm, agent)
-            if cfg.spec not in checked:
-                check_reachable(cfg)
-                checked.add(cfg.spec)
-    except LMConfigError as e:
-        fail(str(e))
-    except ImportError as e:
-        fail(f"the agents need their extra: pip install 'edgeagents[agents]' ({e.name} missing)")
+    lm = agent_lms_or_fail(
+        llm,
+        {"planner": planner_llm, "scheduler": scheduler_llm, "deployer": deployer_llm},
+        lm_config,
+    )
     horizon, workload = workload_or_fail(sc, duration, seed, trace)
     store = memory_store(memory_path) if memory else None
     if store is not None:
@@ -151,17 +150,34 @@ def run(
     print_costs(report)
     if store is not None:
         console.print(f"experience memory: {store.count()} stored in {store.path}", highlight=False)
-    if json_path is not None:
-        write_json(json_path, report.model_dump(mode="json"))
-        console.print(f"wrote {json_path}")
+    save_report(json_path, report)
     if log is not None:
         n = write_decision_log(runs, log)
         console.print(f"wrote {log} ({n} decisions)")
-    if plots is not None:
-        from edgeagents.experiments.plots import write_plots
+    save_plots(plots, report, runs)
 
-        for p in write_plots(report, runs, plots):
-            console.print(f"wrote {p}")
+
+def agent_lms_or_fail(
+    llm: str | None, per_agent: dict[str, str | None], config_path: Path | None
+) -> AgentsLMConfig:
+    """Every agent's LM config, each distinct LM checked to answer once, before any episode;
+    a bad spec, an LM that does not answer or a missing extra is one line and exit 2."""
+    from edgeagents.agents.llm import LMConfigError, check_reachable
+    from edgeagents.agents.lmconfig import AGENTS, resolve_lm_config
+
+    try:
+        lm = resolve_lm_config(llm=llm, per_agent=per_agent, config_path=config_path)
+        checked: set[str] = set()
+        for agent in AGENTS:
+            cfg = getattr(lm, agent)
+            if cfg.spec not in checked:
+                check_reachable(cfg)
+                checked.add(cfg.spec)
+    except LMConfigError as e:
+        fail(str(e))
+    except ImportError as e:
+        fail(f"the agents need their extra: pip install 'edgeagents[agents]' ({e.name} missing)")
+    return lm
 
 
 def print_windows(report) -> None:
