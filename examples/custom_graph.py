@@ -16,7 +16,7 @@ from langgraph.graph import END, START, StateGraph
 from edgeagents import Decision, generate_workload, load_scenario
 from edgeagents.agents.planner import create_planner
 from edgeagents.agents.scheduler import create_scheduler
-from edgeagents.core.state import ControlState, merge_by_key
+from edgeagents.core.control_state import ControlState, merge_by_key
 from edgeagents.policies import ROUTERS
 from edgeagents.sim.city import SimulatedCity
 

@@ -16,10 +16,11 @@ from edgeagents.agents.agent import LMCall
 from edgeagents.agents.deployer import create_deployer
 from edgeagents.agents.planner import create_planner
 from edgeagents.agents.scheduler import create_scheduler
+from edgeagents.core.control_state import ControlState
 from edgeagents.core.env import Environment, decision_delay_s
 from edgeagents.core.notice import Notice, read_notice_inputs, replan_due
 from edgeagents.core.scenario import Scenario, load_scenario
-from edgeagents.core.state import ControlState, Decision
+from edgeagents.core.state import Decision
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -270,7 +271,7 @@ def check_state_schema(schema: type) -> None:
     if missing:
         raise TypeError(
             f"state_schema {schema.__name__} lacks {', '.join(missing)}: subclass "
-            "edgeagents.core.state.ControlState to add your own fields"
+            "edgeagents.core.control_state.ControlState to add your own fields"
         )
     for field in ("pending", "actions", "records"):
         if getattr(hints[field], "__metadata__", None) != getattr(
@@ -278,5 +279,5 @@ def check_state_schema(schema: type) -> None:
         ):
             raise TypeError(
                 f"state_schema {schema.__name__}.{field} needs the reducer of ControlState "
-                "(edgeagents.core.state.merge_by_key): parallel deployers write it"
+                "(edgeagents.core.control_state.merge_by_key): parallel deployers write it"
             )

@@ -21,7 +21,8 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 
-from edgeagents.core.state import ControlState, Forecast, Telemetry
+from edgeagents.core.control_state import ControlState
+from edgeagents.core.state import Forecast, Telemetry
 from edgeagents.sim.metrics import jain
 
 WATCH_EPOCHS = 10

@@ -11,8 +11,8 @@ from conftest import tiny_scenario
 from scripted import ScriptedChatModel
 
 from edgeagents.agents.lmconfig import AGENTS
+from edgeagents.core.control_state import merge_by_key
 from edgeagents.core.env import decision_delay_s
-from edgeagents.core.state import merge_by_key
 from edgeagents.experiments.driver import run_episode
 from edgeagents.experiments.run import UNBOUNDED_WALL_S
 from edgeagents.policies import ROUTERS

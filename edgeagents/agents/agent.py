@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from edgeagents.core.state import AgentRecord, ControlState, DecisionPath
+from edgeagents.core.control_state import ControlState
+from edgeagents.core.state import AgentRecord, DecisionPath
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel

@@ -17,8 +17,9 @@ from edgeagents.agents.agent import (
 )
 from edgeagents.agents.lmconfig import DEFAULT_TIMEOUT_S
 from edgeagents.agents.tools import ActionSet, deployer_menu
+from edgeagents.core.control_state import ControlState
 from edgeagents.core.scenario import Scenario
-from edgeagents.core.state import ControlState, DeploymentAction, Telemetry
+from edgeagents.core.state import DeploymentAction, Telemetry
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel

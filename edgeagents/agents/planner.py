@@ -22,11 +22,11 @@ from edgeagents.agents.plan_answer import (
 from edgeagents.agents.plan_search import search_plans
 from edgeagents.agents.tools import Layout, ModelFact, PlanCandidate, model_facts
 from edgeagents.agents.twin import WhatIf, forecast_demand, operator_priorities
+from edgeagents.core.control_state import ControlState
 from edgeagents.core.notice import PRIORITY_RANGE, Intent, Notice, intents_ahead
 from edgeagents.core.scenario import Scenario
 from edgeagents.core.state import (
     AgentRecord,
-    ControlState,
     DecisionPath,
     DeploymentAction,
     Forecast,

@@ -20,9 +20,10 @@ from edgeagents.agents.agent import (
 from edgeagents.agents.lmconfig import DEFAULT_TIMEOUT_S
 from edgeagents.agents.tools import RoutingCandidate, model_facts, rank_routing
 from edgeagents.agents.twin import WhatIf, forecast_demand
+from edgeagents.core.control_state import ControlState
 from edgeagents.core.notice import draining_sites
 from edgeagents.core.scenario import Scenario
-from edgeagents.core.state import ControlState, RoutingPolicy, SiteWeight, Telemetry
+from edgeagents.core.state import RoutingPolicy, SiteWeight, Telemetry
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel

@@ -7,7 +7,7 @@ plain slotted classes instead; they convert to these models at the edges.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, TypedDict, get_args
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -388,53 +388,3 @@ class PromptOutcome(_Frozen):
         if (self.latency_s is None) == (self.refused is None):
             raise ValueError("an outcome is either served (latency_s) or refused (reason)")
         return self
-
-
-# ---- the control graph's state ------------------------------------------------------------------
-
-
-def merge_by_key(current: dict | None, update: dict | None) -> dict:
-    """Reducer for fields several nodes write in one step (one key each: a site, an agent).
-    `None` clears the field: the observe node starts each control cycle with it."""
-    if update is None:
-        return {}
-    return {**(current or {}), **update}
-
-
-def add_items(current: list | None, update: list | None) -> list:
-    """Reducer of lists that inputs extend (operator notices posted to a running graph)."""
-    return [*(current or []), *(update or [])]
-
-
-class ControlState(TypedDict, total=False):
-    """The LangGraph state of one control cycle (observe -> planner -> deployers -> scheduler
-    -> apply). Fields written by parallel deployers, or by every agent, have reducers."""
-
-    time_s: float
-    cycle: int
-    started_wall_s: float
-    telemetry: Telemetry
-    forecast: Forecast
-    run_planner: bool
-    plan: Plan
-    pending: Annotated[dict[str, list[DeploymentAction]], merge_by_key]
-    actions: Annotated[dict[str, list[DeploymentAction]], merge_by_key]
-    routing: RoutingPolicy
-    records: Annotated[dict[str, AgentRecord], merge_by_key]
-    decision: Decision
-    report: ApplyReport
-    site: str
-    recalled: list[str]
-    last_situation: dict[str, Any]
-    shift: str | None
-    shifts_seen: list[str]
-    shift_watch: dict[str, Any] | None
-    recalled_plan: dict[str, Any] | None
-    notices: Annotated[list[Any], add_items]
-    """Operator notices posted as graph input (dicts or `Notice`s), read once each."""
-    unread_notices: list[Any]
-    notice_errors: list[str]
-    notice_errors_seen: list[str]
-    intents: dict[str, Any]
-    """Notice id -> the `Intent` read from it (every notice read so far, `none` included)."""
-    intent_baselines: dict[str, dict[str, float]]
