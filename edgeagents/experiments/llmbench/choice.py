@@ -83,7 +83,7 @@ def pick_outcome(
 def answer_schema(schema_name: str) -> type[BaseModel]:
     """The agent's own answer schema, by class name (agents import on first use)."""
     if schema_name == "PlannerAnswer":
-        from edgeagents.agents.planner import PlannerAnswer
+        from edgeagents.agents.plan_answer import PlannerAnswer
 
         return PlannerAnswer
     if schema_name == "SchedulerAnswer":
