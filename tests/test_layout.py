@@ -94,3 +94,10 @@ def test_memory_does_not_load_the_simulator() -> None:
     code = "import sys, memory.store; print('edgeagents.sim.city' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_cli_loads_the_serve_command_not_the_ray_city() -> None:
+    """`serve` comes in through an entry point whose module holds only the command's options."""
+    code = "import sys, edgeagents.cli; print(sorted(m for m in sys.modules if 'serving' in m))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert set(eval(out.stdout)) <= {"serving", "serving.command", "serving.config"}

@@ -153,7 +153,7 @@ def test_real_weights_load_from_a_local_path_only(backend: str, tmp_path: Any) -
 def test_serve_command_is_a_typer_subcommand() -> None:
     from typer.testing import CliRunner
 
-    from serving.cli import app
+    from serving.command import app
 
     result = CliRunner().invoke(app, ["serve", "--help"])
     assert result.exit_code == 0

@@ -1,6 +1,8 @@
 """Baseline policies: data-plane routers and control-plane controllers, registered by name.
 
-A *policy* in a benchmark pairs one router with one controller.
+A *policy* in a benchmark pairs one router with one controller. Imports only
+`edgeagents.core`: routers see a city through `core.dataplane`, controllers through the
+`Environment` protocol, so they work on the simulated city and the Ray Serve one alike.
 """
 
 from __future__ import annotations
