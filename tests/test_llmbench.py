@@ -290,7 +290,7 @@ def test_a_scripted_reading_is_scored_exact():
 
 
 def bench_cli() -> typer.Typer:
-    """`bench llm` mounted as cli.py mounts it."""
+    """`bench llm` mounted as `edgeagents.cli.bench` mounts it."""
     app = typer.Typer()
     bench = typer.Typer()
 
