@@ -2,7 +2,8 @@
 
 Other packages add commands through the `edgeagents.cli` entry-point group (`serving` adds
 `serve`): each entry point is a function that takes the root typer app. So the CLI never
-imports them, and they may import it.
+imports them, and they may import it. The top layer of the library: it may import every layer
+below (experiments, graphs, memory, agents, ...); nothing in the library imports it.
 """
 
 from __future__ import annotations
