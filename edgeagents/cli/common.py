@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -107,10 +108,21 @@ def workload_or_fail(
         fail(str(e))
 
 
-def write_json(path: Path, data: dict) -> None:
+def write_text(path: Path, text: str, what: str = "output") -> None:
+    """Write through a temporary file beside `path`, then replace it: a reader never sees half
+    a file, and a failed write leaves nothing behind (one line, exit 2)."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(path)
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        fail(f"{what} {path}: cannot write ({e.strerror or e})")
+
+
+def write_json(path: Path, data: dict) -> None:
+    write_text(path, json.dumps(data, indent=2), "--json")
 
 
 def save_report(path: Path | None, report) -> None:

@@ -1,15 +1,18 @@
-"""`edgeagents scenario`: show and validate scenarios."""
+"""`edgeagents scenario`: show, validate and generate scenarios."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.table import Table
 
-from edgeagents.cli.common import console, scenario_or_fail
+from edgeagents.cli.common import check_writable, console, fail, scenario_or_fail, write_text
+from edgeagents.core.region_spec import RegionSpec
 
-scenario_app = typer.Typer(help="Inspect and validate scenarios.", no_args_is_help=True)
+scenario_app = typer.Typer(help="Inspect, validate and generate scenarios.", no_args_is_help=True)
 
 
 @scenario_app.command("show")
@@ -49,3 +52,31 @@ def scenario_validate(path: Annotated[str, typer.Argument(help="YAML scenario fi
         f"ok: {sc.name}: {len(sc.sites)} sites, {len(sc.cells)} cells, {len(sc.links)} links, "
         f"{len(sc.models)} models"
     )
+
+
+@scenario_app.command("generate")
+def scenario_generate(
+    sites: Annotated[int, typer.Option(help="Edge sites in the region (1 or more).")],
+    seed: Annotated[
+        int, typer.Option(help="Seed of every draw (0 or more).")
+    ] = RegionSpec.model_fields["seed"].default,
+    out: Annotated[
+        Path | None, typer.Option(help="Write the YAML here (else print it to stdout).")
+    ] = None,
+) -> None:
+    """Generate a region: access rings, aggregation and core backhaul, GPUs, cells, demand."""
+    from edgeagents.core.region import generate_region, region_summary, region_yaml
+
+    try:
+        spec = RegionSpec(sites=sites, seed=seed)
+    except ValidationError as e:
+        first = e.errors(include_url=False)[0]
+        fail(f"--{first['loc'][0]} {first['input']}: {first['msg'].lower()}")
+    check_writable(out, "--out")
+    sc = generate_region(spec)
+    text = region_yaml(sc, spec)
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    write_text(out, text, "--out")
+    console.print(f"wrote {out}: {region_summary(sc)}", highlight=False)
