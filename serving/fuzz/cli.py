@@ -14,7 +14,9 @@ from serving.fuzz.campaign import FuzzReport, fuzz_gateway
 from serving.fuzz.contract import DEFAULT_TIMEOUT_S
 
 
-class _Parser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
+    """Bad arguments: one line on stderr and exit 2, without argparse's usage lines."""
+
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
 
@@ -48,7 +50,7 @@ def _print(report: FuzzReport) -> None:
 def main(argv: list[str] | None = None) -> int:
     """`python -m serving.fuzz`: 0 when every answer kept the contract, 1 when not, 2 on bad
     arguments."""
-    p = _Parser(prog="python -m serving.fuzz", description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="python -m serving.fuzz", description=__doc__.splitlines()[0])
     p.add_argument("--count", type=int, default=1000, help="requests to send (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="hypothesis seed (default 0)")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds before a hang")

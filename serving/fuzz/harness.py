@@ -103,12 +103,23 @@ class _Remote:
         return pickle.loads(pickle.dumps(out))
 
 
-class _ServerHandle:
+class ServerHandle:
     """A Serve deployment handle over an in-process `ModelServer`."""
 
     def __init__(self, server: ModelServer) -> None:
         self.infer = _Remote(server.infer)
         self.stats = _Remote(server.stats)
+
+
+def fake_server(
+    gateway: Gateway, app_name: str, engine_cls: type[FakeEngine] = FakeEngine
+) -> ModelServer:
+    """The server of the Serve application `app_name` (`<model>--<site>`) of `gateway`'s
+    scenario, in process, over `engine_cls`: what a handle factory builds instead of a replica."""
+    model, _, site = app_name.partition("--")
+    backend = BACKEND_FOR_KIND[gateway.scenario.model(model).kind]
+    cfg = ModelServerConfig(model=model, site=site, backend=backend, batch_wait_ms=0.5)
+    return ModelServer(cfg, engine_cls=engine_cls)
 
 
 class GatewayHarness:
@@ -139,13 +150,10 @@ class GatewayHarness:
         self._client: httpx.AsyncClient | None = None
         self._saved_token: str | None = None
 
-    def _handle(self, app_name: str) -> _ServerHandle:
-        model, _, site = app_name.partition("--")
-        backend = BACKEND_FOR_KIND[self.gateway.scenario.model(model).kind]
-        cfg = ModelServerConfig(model=model, site=site, backend=backend, batch_wait_ms=0.5)
-        server = ModelServer(cfg, engine_cls=FakeEngine)
+    def _handle(self, app_name: str) -> ServerHandle:
+        server = fake_server(self.gateway, app_name)
         self._servers.append(server)
-        return _ServerHandle(server)
+        return ServerHandle(server)
 
     def __enter__(self) -> GatewayHarness:
         self._saved_token = os.environ.get(OPERATOR_TOKEN_ENV)
@@ -198,19 +206,9 @@ class GatewayHarness:
 
     def unhealthy(self) -> list[str]:
         """Valid requests of every kind that did not succeed as they should (empty: all did)."""
-        problems = []
-        for case, check in _health_cases(catalogue(self.gateway.config.scenario)):
-            answer = self.send(case)
-            if answer.status != 200:
-                problems.append(f"{case.method} {case.path}: {answer.status} {answer.body[:200]!r}")
-                continue
-            try:
-                ok = check(json.loads(answer.body))
-            except (ValueError, KeyError, TypeError):
-                ok = False
-            if not ok:
-                problems.append(f"{case.method} {case.path}: unexpected {answer.body[:200]!r}")
-        return problems
+        cases = health_cases(catalogue(self.gateway.config.scenario))
+        problems = (health_problem(case, self.send(case), check) for case, check in cases)
+        return [p for p in problems if p is not None]
 
 
 def _pieces(body: bytes, size: int = 8192) -> AsyncIterator[bytes]:
@@ -221,7 +219,18 @@ def _pieces(body: bytes, size: int = 8192) -> AsyncIterator[bytes]:
     return gen()
 
 
-def _health_cases(cat: Catalogue) -> list[tuple[FuzzCase, Callable[[Any], bool]]]:
+def health_problem(case: FuzzCase, answer: FuzzAnswer, check: Callable[[Any], bool]) -> str | None:
+    """Why a valid request's answer is not the success it should be (None: it is)."""
+    if answer.status != 200:
+        return f"{case.method} {case.path}: {answer.status} {answer.body[:200]!r}"
+    try:
+        ok = check(json.loads(answer.body))
+    except (ValueError, KeyError, TypeError):
+        ok = False
+    return None if ok else f"{case.method} {case.path}: unexpected {answer.body[:200]!r}"
+
+
+def health_cases(cat: Catalogue) -> list[tuple[FuzzCase, Callable[[Any], bool]]]:
     """Valid requests of every endpoint and what their answer must hold."""
     png = png_url()
     json_h = (("content-type", "application/json"),)
