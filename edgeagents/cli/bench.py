@@ -1,5 +1,5 @@
 """`edgeagents bench`: baselines compared, simulator scaling, adaptation; `bench llm` is in
-`edgeagents.cli.llmbench`."""
+`edgeagents.cli.llmbench`, `bench faults` in `edgeagents.cli.faults`."""
 
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ from edgeagents.cli.common import (
     workload_or_fail,
     write_json,
 )
+from edgeagents.cli.faults import bench_faults
 from edgeagents.cli.llmbench import bench_llm
 
 if TYPE_CHECKING:
@@ -313,3 +314,4 @@ def print_adaptation(report: AdaptationReport, seeds: int) -> None:
 
 
 bench_app.command("llm")(bench_llm)
+bench_app.command("faults")(bench_faults)

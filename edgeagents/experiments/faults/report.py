@@ -1,0 +1,132 @@
+"""`bench faults`' settings and report: one row per fault case, and the rule that fails it."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from edgeagents.experiments.faults.metrics import PolicyFigures
+
+CaseKind = Literal["reference", "city", "lm", "memory", "process"]
+"""reference: no fault; city: the simulated city fails (sites, links, load); lm: the agents'
+LM endpoint fails; memory: the experience store fails; process: the run's own process."""
+RowStatus = Literal["ok", "failed", "not implemented"]
+
+
+class FaultsSettings(BaseModel):
+    """What a campaign runs: one city, seed and horizon for every case."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    target: Literal["sim"] = "sim"
+    scenario: str = Field(description="Scenario name or path, as given.")
+    seed: int = Field(default=0, ge=0)
+    duration_s: float = Field(gt=0, description="Arrival horizon, simulated s.")
+    decision_s: float = Field(
+        default=1.0, ge=0, description="Every decision applies this long after its tick."
+    )
+    llm: str = Field(default="none", description="The agents' LM outside the LM rows.")
+    baseline: str = Field(default="greedy-autoscale", description="The reference baseline.")
+    fault_start_s: float = Field(ge=0, description="The fault window opens (city and memory).")
+    fault_end_s: float = Field(gt=0, description="The fault window closes.")
+    overload_factor: float = Field(default=3.0, gt=1, description="Demand scale in the window.")
+    bounded_queue: int = Field(
+        default=32, ge=1, description="control.max_queue_per_replica of the overload case."
+    )
+    lm_timeout_s: float = Field(default=0.3, gt=0, description="Each agent's LM call limit.")
+    slow_delay_s: float = Field(default=2.0, gt=0, description="The slow LM answers this late.")
+    recovery_window_s: float = Field(gt=0, description="Sliding window of the recovery figure.")
+    recovery_step_s: float = Field(gt=0, description="Its step.")
+
+
+class LMFaultFigures(BaseModel):
+    """What the agents' LM endpoint did in an LM row."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    endpoint: str = Field(description="The base URL the agents were given.")
+    server_mode: str = Field(description="down (nothing listens), slow, garbage-text, ...")
+    timeout_s: float
+    requests: int = Field(description="Chat-completion requests the server received.")
+
+
+class MemoryFaultFigures(BaseModel):
+    """What became of the experience store in the memory row."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str
+    how: str = Field(description="What was done to the store on disk, and when.")
+    stored_before: int = Field(description="Experiences stored when the fault began.")
+    stored_after_fault: int = Field(
+        description="Experiences stored after the window closed (the store came back)."
+    )
+    warnings: int = Field(description="'experience memory off' warnings during the run.")
+    first_warning: str | None = None
+    reopens: bool = Field(description="A new ExperienceStore opens the folder afterwards.")
+    reopened_count: int | None = None
+    reopen_error: str | None = None
+
+
+class FaultRow(BaseModel):
+    """One fault case: the agents, and the baseline on the same workload and seed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    case: str
+    kind: CaseKind
+    fault: str = Field(description="What was done, in words.")
+    window_s: tuple[float, float] | None = Field(
+        description="The fault window (simulated s), by arrival; None if not run."
+    )
+    status: RowStatus
+    problems: list[str] = Field(default_factory=list, description="Why the row failed.")
+    reason: str | None = Field(default=None, description="Why a case is not implemented.")
+    agents: PolicyFigures | None = None
+    baseline: PolicyFigures | None = None
+    lm: LMFaultFigures | None = None
+    memory: MemoryFaultFigures | None = None
+    wall_s: float = 0.0
+
+
+class FaultsReport(BaseModel):
+    """What `edgeagents bench faults --json` writes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    settings: FaultsSettings
+    scenario: str = Field(description="The scenario's name.")
+    prompts: int = Field(description="Prompts offered without a fault (the overload row has more).")
+    rows: list[FaultRow]
+    wall_s: float
+
+    @property
+    def failed(self) -> list[FaultRow]:
+        return [r for r in self.rows if r.status == "failed"]
+
+
+def row_problems(row: FaultRow) -> list[str]:
+    """Why a row that ran fails: a lost prompt; a control loop that stopped before the horizon;
+    an LM row in which an LM call answered, or none was made; a memory row with no warning
+    (the fault did not bite) or a store that does not reopen."""
+    out = []
+    for fig in (row.agents, row.baseline):
+        if fig is None:
+            continue
+        if fig.lost:
+            out.append(f"{fig.policy}: {fig.lost} prompts lost")
+        if not fig.reached_end:
+            out.append(f"{fig.policy}: control loop stopped at {fig.last_tick_s:g} s")
+    paths = row.agents.paths if row.agents is not None else None
+    if row.kind == "lm" and paths is not None:
+        if paths.lm_answered:
+            out.append(f"agents: {paths.lm_answered} LM calls answered through the fault")
+        if not paths.lm_calls:
+            out.append("agents: no LM call was made, so the fault was not exercised")
+    if row.kind == "memory" and row.memory is not None:
+        if not row.memory.warnings:
+            out.append("memory: no warning, so the fault was not exercised")
+        if not row.memory.reopens:
+            out.append(f"memory: the store does not reopen ({row.memory.reopen_error})")
+    return out
