@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 from edgeagents.core.profiles import iterations, setup_h200_s
+from edgeagents.sim.candidates import Candidates, typical
 from edgeagents.sim.engine import Engine
 from edgeagents.sim.network import payload_bytes
 from edgeagents.sim.outcomes import REASON_CODE, EpisodeOutcomes
@@ -153,6 +154,10 @@ class Dispatcher:
             self._iters[sel] = iterations(
                 m, w.output_tokens[sel], w.steps[sel], w.resolution_px[sel]
             )
+        self.candidates = Candidates(
+            net, typical(self._setup_h200, w.model, len(fleet.models)),
+            typical(self._iters, w.model, len(fleet.models)),
+        )  # fmt: skip
         self.arrival = w.arrival_s
         self.model = w.model.astype(np.int64)
         self._cell_site = self.net.cell_site[w.cell.astype(np.int64)]
@@ -224,6 +229,7 @@ class Dispatcher:
         """Put a placed replica on its GPU and in service (a loading one from its ready time)."""
         r.gpu.replicas.append(r)
         self.fleet.by_model[r.model].append(r)
+        self.candidates.fleet_version += 1
         self.rebalance(r.gpu)
         if r.ready_at > self.engine.now:
             self.engine.schedule(_Ready(r.ready_at, r))
@@ -235,6 +241,7 @@ class Dispatcher:
         r.version += 1
         r.gpu.replicas.remove(r)
         self.fleet.by_model[r.model].remove(r)
+        self.candidates.fleet_version += 1
         self.rebalance(r.gpu)
         jobs = r.parked + [j for _, _, j in r.running] + list(r.queue)
         r.running.clear()
@@ -280,14 +287,11 @@ class Dispatcher:
         if not self.net.site_up(self.scenario.sites[src].name):
             self._refuse(job, "site_failed")
             return []
-        reachable = [r for r in reps if self.net.reachable(src, r.site)]
-        if not reachable:
-            self._refuse(job, "no_reachable_replica")
-            return []
-        cap = self.scenario.control.max_queue_per_replica
-        open_ = [r for r in reachable if r.outstanding() < cap + r.max_batch]
-        if not open_:
-            self._refuse(job, "queue_full")
+        open_ = self.candidates.admitting(
+            src, mi, reps, self.scenario.control.max_queue_per_replica
+        )
+        if isinstance(open_, str):
+            self._refuse(job, open_)
             return []
         ready = [r for r in open_ if r.ready_at <= now]
         r = self.router.route(i, ready or open_, self.view)

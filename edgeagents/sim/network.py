@@ -31,6 +31,8 @@ class Network:
         self._down_links: set[frozenset[str]] = set()
         self.latency_s = np.zeros((0, 0))
         self.bandwidth_bps = np.zeros((0, 0))
+        self.version = 0
+        """Bumped whenever paths change (a site or link failed or came back)."""
         self._recompute()
 
     @property
@@ -67,6 +69,7 @@ class Network:
                 lat[i, j], bw[i, j] = _path_cost(g, path)
         self.latency_s = lat
         self.bandwidth_bps = bw
+        self.version += 1
 
     def transfer_s(self, src_site: int, dst_site: int, nbytes: float) -> float:
         """Backhaul time of a payload: propagation plus bytes over the bottleneck."""

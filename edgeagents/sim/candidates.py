@@ -1,0 +1,99 @@
+"""Which replicas of a model a prompt's router is shown.
+
+A router compares every candidate it is given, so over a whole region its cost per prompt grows
+with the replicas of the model. Past `ROUTE_CANDIDATES` replicas, a prompt is offered only the
+nearest ones that admit it (by backhaul latency from its cell's site, the fleet's order among
+equals): what a region's own router does, and a prompt's cost that stays flat as the region
+grows. A city with no more replicas of a model than that routes over all of them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from edgeagents.core.state import RefusalReason
+    from edgeagents.sim.network import Network
+    from edgeagents.sim.replica import Replica
+
+ROUTE_CANDIDATES = 8
+"""Replicas a router compares per prompt at most. Eight covers every model of the shipped
+cities (at most four replicas each) with room for the agents' loads."""
+
+
+class Candidates:
+    """The replicas that admit a prompt: reachable from its site, queue not full."""
+
+    def __init__(
+        self,
+        net: Network,
+        setup_h200_s: list[float],
+        iterations: list[float],
+        limit: int = ROUTE_CANDIDATES,
+    ) -> None:
+        self.net = net
+        self.setup_h200_s = setup_h200_s
+        """Per model: a typical prompt's setup on an H200, s (see `typical`)."""
+        self.iterations = iterations
+        """Per model: a typical prompt's decode or denoising iterations."""
+        self.limit = limit
+        self.fleet_version = 0
+        """Bumped whenever a replica enters or leaves service."""
+        self._nearest: dict[tuple[int, int], list[Replica]] = {}
+        self._valid_for = (-1, -1)
+
+    def admitting(
+        self, src: int, model: int, replicas: list[Replica], cap: int
+    ) -> list[Replica] | RefusalReason:
+        """The candidates, or why there are none (`no_reachable_replica`, `queue_full`)."""
+        if len(replicas) <= self.limit:
+            reachable = [r for r in replicas if self.net.reachable(src, r.site)]
+            if not reachable:
+                return "no_reachable_replica"
+            open_ = [r for r in reachable if r.outstanding() < cap + r.max_batch]
+            return open_ or "queue_full"
+        open_ = []
+        reachable_any = False
+        for r in self.ranked(src, model, replicas):
+            if not self.net.reachable(src, r.site):
+                break
+            reachable_any = True
+            if r.outstanding() < cap + r.max_batch:
+                open_.append(r)
+                if len(open_) == self.limit:
+                    break
+        if not reachable_any:
+            return "no_reachable_replica"
+        return open_ or "queue_full"
+
+    def own_s(self, model: int, r: Replica) -> float:
+        """A typical prompt's service on `r` alone at its configured share: the ranking of
+        candidates (the router then prices the real prompt with the live queue)."""
+        own = self.setup_h200_s[model] * r.svc.compute_ratio
+        return (own + self.iterations[model] * r.svc.iter_s(1)) / r.share
+
+    def ranked(self, src: int, model: int, replicas: list[Replica]) -> list[Replica]:
+        """`replicas` by their latency with empty queues from `src` (backhaul plus a typical
+        prompt's service; unreachable last), kept until the fleet or the network changes."""
+        key = (self.fleet_version, self.net.version)
+        if key != self._valid_for:
+            self._nearest.clear()
+            self._valid_for = key
+        hit = self._nearest.get((src, model))
+        if hit is None:
+            latency = self.net.latency_s[src]
+            cost = [latency[r.site] + self.own_s(model, r) for r in replicas]
+            order = np.argsort(cost, kind="stable")
+            hit = self._nearest[(src, model)] = [replicas[k] for k in order]
+        return hit
+
+
+def typical(values: np.ndarray, model: np.ndarray, models: int) -> list[float]:
+    """The mean of a per-prompt figure over each model's prompts (0 for a model with none)."""
+    out = []
+    for m in range(models):
+        sel = model == m
+        out.append(float(np.mean(values[sel])) if np.any(sel) else 0.0)
+    return out

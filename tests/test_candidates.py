@@ -1,0 +1,90 @@
+"""Candidate pruning: a router is shown at most ROUTE_CANDIDATES replicas of a model, the ones
+soonest to serve with empty queues; a city with fewer replicas routes exactly as before."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgeagents.core.region import RegionSpec, generate_region
+from edgeagents.core.scenario import load_scenario
+from edgeagents.policies import ROUTERS
+from edgeagents.sim.candidates import ROUTE_CANDIDATES
+from edgeagents.sim.city import SimulatedCity
+from edgeagents.sim.workload import generate_workload
+
+
+def _run(scenario, workload, router: str, limit: int) -> tuple[SimulatedCity, object]:
+    city = SimulatedCity(scenario, workload, ROUTERS.create(router), seed=0)
+    city.dispatch.candidates.limit = limit
+    city.advance(float(workload.arrival_s[-1]) + 120.0)
+    return city, city.finish()
+
+
+@pytest.mark.parametrize("router", ["greedy", "round-robin", "least-loaded", "power-of-two"])
+def test_a_small_city_routes_every_prompt_as_the_full_scan(router: str) -> None:
+    sc = load_scenario("bristol")
+    w = generate_workload(sc, duration_s=120, seed=3)
+    _, pruned = _run(sc, w, router, ROUTE_CANDIDATES)
+    _, full = _run(sc, w, router, 10**9)
+    assert np.array_equal(pruned.site, full.site)
+    assert np.allclose(pruned.latency_s, full.latency_s, equal_nan=True)
+
+
+@pytest.fixture(scope="module")
+def region():
+    sc = generate_region(RegionSpec(sites=100, seed=0))
+    return sc, generate_workload(sc, duration_s=20, seed=0)
+
+
+def test_a_region_shows_the_router_at_most_the_limit(region) -> None:
+    sc, w = region
+    city = SimulatedCity(sc, w, ROUTERS.create("greedy"), seed=0)
+    cands = city.dispatch.candidates
+    many = max(range(len(sc.models)), key=lambda m: len(city.dispatch.fleet.by_model[m]))
+    reps = city.dispatch.fleet.by_model[many]
+    assert len(reps) > ROUTE_CANDIDATES
+    src = 0
+    shown = cands.admitting(src, many, reps, sc.control.max_queue_per_replica)
+    assert isinstance(shown, list) and len(shown) == ROUTE_CANDIDATES
+    ranked = cands.ranked(src, many, reps)
+    cost = [city.dispatch.net.latency_s[src, r.site] + cands.own_s(many, r) for r in ranked]
+    assert cost == sorted(cost)
+    assert shown == ranked[:ROUTE_CANDIDATES]
+
+
+def test_full_queues_and_cut_links_refuse_with_their_reasons(region) -> None:
+    sc, w = region
+    city = SimulatedCity(sc, w, ROUTERS.create("greedy"), seed=0)
+    d = city.dispatch
+    many = max(range(len(sc.models)), key=lambda m: len(d.fleet.by_model[m]))
+    reps = d.fleet.by_model[many]
+    assert d.candidates.admitting(0, many, reps, cap=-(10**6)) == "queue_full"
+    d.net.latency_s = np.full_like(d.net.latency_s, np.inf)
+    d.net.version += 1
+    assert d.candidates.admitting(0, many, reps, cap=8) == "no_reachable_replica"
+
+
+def test_the_ranking_follows_the_network(region) -> None:
+    sc, w = region
+    city = SimulatedCity(sc, w, ROUTERS.create("greedy"), seed=0)
+    d = city.dispatch
+    many = max(range(len(sc.models)), key=lambda m: len(d.fleet.by_model[m]))
+    reps = d.fleet.by_model[many]
+    before = d.candidates.ranked(0, many, reps)
+    first = before[0]
+    d.net.latency_s = d.net.latency_s.copy()
+    d.net.latency_s[0, first.site] = np.inf
+    d.net.version += 1
+    after = d.candidates.ranked(0, many, reps)
+    assert after[-1] is first and after[0] is not first
+
+
+def test_pruning_costs_little_latency_on_a_region(region) -> None:
+    sc, w = region
+    _, pruned = _run(sc, w, "greedy", ROUTE_CANDIDATES)
+    _, full = _run(sc, w, "greedy", 10**9)
+    for out in (pruned, full):
+        assert int(np.isfinite(out.latency_s).sum() + (out.refused >= 0).sum()) == len(w)
+    mean = [float(np.nanmean(o.latency_s)) for o in (pruned, full)]
+    assert mean[0] <= mean[1] * 1.05
