@@ -9,14 +9,16 @@ import pytest
 from edgeagents.core.region import RegionSpec, generate_region
 from edgeagents.core.scenario import load_scenario
 from edgeagents.policies import ROUTERS
-from edgeagents.sim.candidates import ROUTE_CANDIDATES
+from edgeagents.sim.candidates import PRUNE_ABOVE, ROUTE_CANDIDATES
 from edgeagents.sim.city import SimulatedCity
 from edgeagents.sim.workload import generate_workload
 
 
-def _run(scenario, workload, router: str, limit: int) -> tuple[SimulatedCity, object]:
+def _run(scenario, workload, router: str, *, pruned: bool) -> tuple[SimulatedCity, object]:
+    """An episode with the default pruning, or with every replica shown (the full scan)."""
     city = SimulatedCity(scenario, workload, ROUTERS.create(router), seed=0)
-    city.dispatch.candidates.limit = limit
+    if not pruned:
+        city.dispatch.candidates.limit = city.dispatch.candidates.prune_above = 10**9
     city.advance(float(workload.arrival_s[-1]) + 120.0)
     return city, city.finish()
 
@@ -25,8 +27,8 @@ def _run(scenario, workload, router: str, limit: int) -> tuple[SimulatedCity, ob
 def test_a_small_city_routes_every_prompt_as_the_full_scan(router: str) -> None:
     sc = load_scenario("bristol")
     w = generate_workload(sc, duration_s=120, seed=3)
-    _, pruned = _run(sc, w, router, ROUTE_CANDIDATES)
-    _, full = _run(sc, w, router, 10**9)
+    _, pruned = _run(sc, w, router, pruned=True)
+    _, full = _run(sc, w, router, pruned=False)
     assert np.array_equal(pruned.site, full.site)
     assert np.allclose(pruned.latency_s, full.latency_s, equal_nan=True)
 
@@ -43,7 +45,7 @@ def test_a_region_shows_the_router_at_most_the_limit(region) -> None:
     cands = city.dispatch.candidates
     many = max(range(len(sc.models)), key=lambda m: len(city.dispatch.fleet.by_model[m]))
     reps = city.dispatch.fleet.by_model[many]
-    assert len(reps) > ROUTE_CANDIDATES
+    assert len(reps) > PRUNE_ABOVE
     src = 0
     shown = cands.admitting(src, many, reps, sc.control.max_queue_per_replica)
     assert isinstance(shown, list) and len(shown) == ROUTE_CANDIDATES
@@ -82,9 +84,21 @@ def test_the_ranking_follows_the_network(region) -> None:
 
 def test_pruning_costs_little_latency_on_a_region(region) -> None:
     sc, w = region
-    _, pruned = _run(sc, w, "greedy", ROUTE_CANDIDATES)
-    _, full = _run(sc, w, "greedy", 10**9)
+    _, pruned = _run(sc, w, "greedy", pruned=True)
+    _, full = _run(sc, w, "greedy", pruned=False)
     for out in (pruned, full):
         assert int(np.isfinite(out.latency_s).sum() + (out.refused >= 0).sum()) == len(w)
     mean = [float(np.nanmean(o.latency_s)) for o in (pruned, full)]
     assert mean[0] <= mean[1] * 1.05
+
+
+def test_a_model_under_the_pruning_bound_is_routed_over_every_replica(region) -> None:
+    sc, w = region
+    city = SimulatedCity(sc, w, ROUTERS.create("greedy"), seed=0)
+    d = city.dispatch
+    many = max(range(len(sc.models)), key=lambda m: len(d.fleet.by_model[m]))
+    reps = d.fleet.by_model[many][:PRUNE_ABOVE]
+    assert len(reps) > ROUTE_CANDIDATES
+    shown = d.candidates.admitting(0, many, reps, sc.control.max_queue_per_replica)
+    reachable = [r for r in reps if d.net.reachable(0, r.site)]
+    assert shown == reachable

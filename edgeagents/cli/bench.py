@@ -38,6 +38,7 @@ from edgeagents.cli.llmbench import bench_llm
 if TYPE_CHECKING:
     from edgeagents.core.scenario import Scenario
     from edgeagents.experiments.adaptation import AdaptationReport, AdaptationSettings
+    from edgeagents.experiments.scale import ScaleReport
 
 bench_app = typer.Typer(help="Benchmarks on the simulated city.", pretty_exceptions_enable=False)
 
@@ -157,6 +158,89 @@ def bench_scaling(
     if json_path is not None:
         write_json(json_path, {"policy": policy, "points": [p.model_dump() for p in points]})
         console.print(f"wrote {json_path}")
+
+
+@bench_app.command("scale")
+def bench_scale(
+    sites: Annotated[str, typer.Option(help="Comma-separated region sizes, sites.")] = "7,100,1000",
+    seed: SeedOpt = 0,
+    prompts: Annotated[int, typer.Option(min=1, help="Prompts to aim for per size.")] = 6000,
+    agent_ticks: Annotated[int, typer.Option(min=1, help="Control ticks of the agents.")] = 2,
+    agents: Annotated[bool, typer.Option(help="Run the agents (--llm none).")] = True,
+    json_path: JsonOpt = None,
+) -> None:
+    """Per generated region size: simulator speed, routing µs per prompt, the agents'
+    decision wall time (--llm none), peak memory, and their growth with the size."""
+    from edgeagents.experiments.scale import region_scale
+
+    sizes = sizes_or_fail(sites)
+    check_writable(json_path, "--json")
+    with progress_bar("steps") as progress:
+        task = progress.add_task("scale", total=3 * len(sizes))
+        begun: list[str] = []
+
+        def started(what: str) -> None:
+            progress.update(task, description=what, completed=len(begun))
+            begun.append(what)
+
+        report = region_scale(
+            sizes, seed=seed, target_prompts=prompts, agent_ticks=agent_ticks, agents=agents,
+            on_step=started,
+        )  # fmt: skip
+    print_scale(report)
+    save_report(json_path, report)
+
+
+def sizes_or_fail(text: str) -> list[int]:
+    """The sizes --sites names, or one line and exit 2."""
+    try:
+        sizes = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        fail(f"--sites {text!r}: expected comma-separated whole numbers of sites")
+    if not sizes or min(sizes) < 1:
+        fail(f"--sites {text!r}: give at least one size, each of 1 site or more")
+    return sizes
+
+
+def print_scale(report: ScaleReport) -> None:
+    """One row per size, then the growth between sizes and the targets."""
+    t = Table(
+        title=f"Region scale, seed {report.seed} (greedy; agents --llm none, "
+        f"{report.agent_ticks} ticks)",
+        caption="µs/prompt and prompts/s leave out the city's setup (network paths); "
+        "route = inside Router.route, per prompt; tick = the agents' step less the "
+        "planner, p95 over the ticks; planner = its first (epoch) decision; memory = "
+        "tracemalloc peak of workload + greedy episode.",
+    )
+    for col in ("sites", "replicas", "sim s", "prompts", "setup s", "prompts/s", "µs/prompt",
+                "route µs", "tick p95 s", "planner s", "peak MiB"):  # fmt: skip
+        t.add_column(col, justify="right")
+    for r in report.rows:
+        a = r.agents
+        t.add_row(
+            f"{r.sites:,}", f"{r.replicas:,}", f"{r.duration_s:.1f}", f"{r.prompts:,}",
+            f"{r.setup_s:.2f}", f"{r.prompts_per_s:,.0f}", f"{r.us_per_prompt:.1f}",
+            f"{r.route_us_per_prompt:.1f}",
+            "skipped" if a.skipped else number_cell(a.tick_decision_p95_s, "{:.3f}"),
+            "skipped" if a.skipped else number_cell(a.planner_s),
+            f"{r.peak_mib:.1f}",
+        )  # fmt: skip
+    console.print(t)
+    for g in report.growth:
+        cells = ", ".join(f"{k} ×{number_cell(v)}" for k, v in g.model_dump().items()
+                          if k not in ("from_sites", "to_sites", "sites"))  # fmt: skip
+        console.print(f"growth {g.from_sites:,} -> {g.to_sites:,} sites: {cells}", highlight=False)
+    met = report.targets
+    console.print(
+        f"targets: route <= {report.route_target_us:g} µs/prompt at 1,000 sites: "
+        f"{_met(met['route'])}; tick p95 <= tick: {_met(met['tick'])}; planner <= "
+        f"{report.planner_target_s:g} s: {_met(met['planner'])}",
+        highlight=False,
+    )
+
+
+def _met(x: bool | None) -> str:
+    return "-" if x is None else ("yes" if x else "NO")
 
 
 @bench_app.command("adaptation")

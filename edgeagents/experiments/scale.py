@@ -1,0 +1,320 @@
+"""Region scale: simulator speed, routing cost, the agents' decision time and memory as a
+generated region grows from a few sites to a thousand.
+
+For each size N, `generate_region(RegionSpec(sites=N, seed=S))` builds the city, then:
+
+1. **Simulator speed**: a `greedy` episode (static placement; `run_episode`'s loop) over
+   enough simulated seconds for about `target_prompts` prompts; prompts per wall second and
+   µs per prompt without the controller's steps and the city's setup (all-pairs backhaul
+   paths, timed apart); `episode_us_per_prompt` keeps the setup in.
+2. **Routing cost**: in that episode the router instance's `route` is wrapped by a timer (its
+   two `perf_counter` calls included, well under 1 µs); µs per prompt = time inside `route`
+   over the prompts (re-dispatches count too).
+3. **Agents' decisions** (`--llm none`): `AgentsController` on a fresh city for `agent_ticks`
+   ticks, the first running the planner; per tick the step's wall time and the records'
+   `wall_s` (planner, scheduler, deployers). Decisions apply at once. The *tick decision* is
+   the step's wall time less the planner's.
+4. **Memory**: the tracemalloc peak of generating the workload and simulating the episode
+   again (a separate pass: tracemalloc slows Python, so it times nothing).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+import tracemalloc
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from edgeagents.core.region import RegionSpec, generate_region
+from edgeagents.core.scenario import Scenario
+from edgeagents.experiments.driver import run_episode
+from edgeagents.policies import POLICIES
+from edgeagents.sim.workload import generate_workload
+
+ROUTE_TARGET_US = 20.0
+"""The issue's target: routing µs per prompt at 1,000 sites."""
+PLANNER_TARGET_S = 30.0
+"""The issue's target: the planner's epoch decision, wall s."""
+TARGET_SITES = 1000
+MIN_DURATION_S = 2.0
+MAX_DURATION_S = 600.0
+
+Progress = Callable[[str], None]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AgentTick(_Model):
+    tick: int
+    time_s: float = Field(description="Simulated time of the tick.")
+    wall_s: float = Field(description="Wall time of the whole control step.")
+    planner_s: float | None = Field(description="The planner's record, when it ran.")
+    decision_s: float = Field(description="Tick decision: the step's wall time less the planner's.")
+    scheduler_s: float | None
+    deployers: int
+    deployer_max_s: float | None
+    deployer_sum_s: float
+    records: int
+
+
+class AgentsFigures(_Model):
+    skipped: str | None = Field(default=None, description="Why the agents did not run.")
+    tick_s: float
+    ticks: list[AgentTick] = Field(default_factory=list)
+    tick_decision_p95_s: float | None = None
+    planner_s: float | None = None
+    tick_met: bool | None = None
+    planner_met: bool | None = None
+
+
+class ScaleRow(_Model):
+    sites: int
+    cells: int
+    links: int
+    replicas: int
+    rate_per_s: float
+    generate_s: float
+    duration_s: float
+    prompts: int
+    setup_s: float = Field(description="Building the city alone (network paths), wall s.")
+    sim_wall_s: float = Field(description="The greedy episode, setup included, wall s.")
+    prompts_per_s: float = Field(description="Prompts per wall second, setup left out.")
+    us_per_prompt: float = Field(description="Wall µs per prompt, setup left out.")
+    episode_us_per_prompt: float = Field(description="Wall µs per prompt, setup included.")
+    route_calls: int
+    route_us_per_prompt: float
+    route_us_per_call: float
+    peak_mib: float = Field(description="tracemalloc peak of workload + greedy episode.")
+    agents: AgentsFigures
+
+
+class Growth(_Model):
+    """Ratios of the larger size's figure to the smaller's (None where either is missing)."""
+
+    from_sites: int
+    to_sites: int
+    sites: float
+    us_per_prompt: float | None
+    route_us_per_prompt: float | None
+    peak_mib: float | None
+    tick_decision_p95_s: float | None
+    planner_s: float | None
+
+
+class ScaleReport(_Model):
+    seed: int
+    target_prompts: int
+    agent_ticks: int
+    rows: list[ScaleRow]
+    growth: list[Growth]
+    route_target_us: float = ROUTE_TARGET_US
+    planner_target_s: float = PLANNER_TARGET_S
+    targets: dict[str, bool | None] = Field(
+        description="route: µs per prompt at 1,000 sites (None: not measured there); tick: "
+        "p95 tick decision within the tick at every size with agents; planner: at most 30 s."
+    )
+
+
+def duration_for(scenario: Scenario, target_prompts: int) -> float:
+    """Simulated seconds of arrivals for about `target_prompts` prompts, within bounds."""
+    rate = sum(d.arrivals.rate_per_s for d in scenario.workload.demands)
+    want = target_prompts / rate if rate > 0 else MAX_DURATION_S
+    return float(min(MAX_DURATION_S, max(MIN_DURATION_S, want)))
+
+
+def timed_route(router: Any) -> list[float]:
+    """Wrap `router.route` on the instance; the returned [seconds, calls] grows as it runs."""
+    inner = router.route
+    acc = [0.0, 0.0]
+    clock = time.perf_counter
+
+    def route(i, candidates, city):
+        t0 = clock()
+        r = inner(i, candidates, city)
+        acc[0] += clock() - t0
+        acc[1] += 1
+        return r
+
+    router.route = route
+    return acc
+
+
+def episode(sc: Scenario, workload: Any, router: Any, duration: float, seed: int) -> tuple:
+    """The driver's loop (`run_episode`) with a static controller, the city's setup timed
+    apart: (setup s, running s with the controller's steps left out)."""
+    from edgeagents.sim.city import SimulatedCity
+
+    controller = POLICIES.create("greedy").create()[1]
+    t0 = time.perf_counter()
+    city = SimulatedCity(sc, workload, router, seed=seed)
+    setup = time.perf_counter() - t0
+    tick, deadline = sc.control.tick_s, duration + sc.control.drain_limit_s
+    decide, t = 0.0, tick
+    while t <= deadline + 1e-9:
+        city.advance(t)
+        t1 = time.perf_counter()
+        controller.step(city, sc, charge_decision_time=False)
+        decide += time.perf_counter() - t1
+        if t >= duration and city.unfinished == 0:
+            break
+        t = max(t + tick, city.now)
+    city.finish()
+    return setup, time.perf_counter() - t0 - setup - decide
+
+
+def simulate(sc: Scenario, duration: float, seed: int) -> dict[str, Any]:
+    """The greedy episode: speed (the city's setup timed apart) and routing cost."""
+    workload = generate_workload(sc, duration_s=duration, seed=seed)
+    router = POLICIES.create("greedy").create()[0]
+    acc = timed_route(router)
+    setup, running = episode(sc, workload, router, duration, seed)
+    n = max(len(workload), 1)
+    return {
+        "duration_s": duration,
+        "prompts": len(workload),
+        "setup_s": setup,
+        "sim_wall_s": setup + running,
+        "prompts_per_s": len(workload) / running if running > 0 else 0.0,
+        "us_per_prompt": running / n * 1e6,
+        "episode_us_per_prompt": (setup + running) / n * 1e6,
+        "route_calls": int(acc[1]),
+        "route_us_per_prompt": acc[0] / n * 1e6,
+        "route_us_per_call": acc[0] / max(acc[1], 1) * 1e6,
+    }
+
+
+def peak_mib(sc: Scenario, duration: float, seed: int) -> float:
+    """tracemalloc peak of generating the workload and running the greedy episode, MiB."""
+    tracemalloc.start()
+    try:
+        workload = generate_workload(sc, duration_s=duration, seed=seed)
+        run_episode(sc, workload, "greedy", seed=seed, duration_s=duration)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return peak / 2**20
+
+
+def agent_tick(k: int, decision: Any, wall: float) -> AgentTick:
+    recs = decision.records
+    planner = [r.wall_s for r in recs if r.agent == "planner"]
+    scheduler = [r.wall_s for r in recs if r.agent == "scheduler"]
+    deployers = [r.wall_s for r in recs if r.agent.startswith("deployer:")]
+    planner_s = planner[0] if planner else None
+    return AgentTick(
+        tick=k, time_s=decision.time_s, wall_s=wall, planner_s=planner_s,
+        decision_s=max(0.0, wall - (planner_s or 0.0)),
+        scheduler_s=scheduler[0] if scheduler else None, deployers=len(deployers),
+        deployer_max_s=max(deployers) if deployers else None,
+        deployer_sum_s=float(sum(deployers)), records=len(recs),
+    )  # fmt: skip
+
+
+def run_agents(sc: Scenario, ticks: int, seed: int) -> AgentsFigures:
+    """The agents with no LM on a fresh city of the region for `ticks` control ticks."""
+    from edgeagents.policies import ROUTERS
+    from edgeagents.sim.city import SimulatedCity
+    from graphs.controller import AgentsController
+
+    tick_s = sc.control.tick_s
+    workload = generate_workload(sc, duration_s=ticks * tick_s, seed=seed)
+    city = SimulatedCity(sc, workload, ROUTERS.create("weighted"), seed=seed)
+    controller = AgentsController(None)
+    out = []
+    for k in range(ticks):
+        city.advance((k + 1) * tick_s)
+        t0 = time.perf_counter()
+        decision, _ = controller.step(city, sc, charge_decision_time=False)
+        out.append(agent_tick(k, decision, time.perf_counter() - t0))
+    p95 = float(np.percentile([t.decision_s for t in out], 95))
+    planner = next((t.planner_s for t in out if t.planner_s is not None), None)
+    return AgentsFigures(
+        tick_s=tick_s, ticks=out, tick_decision_p95_s=p95, planner_s=planner,
+        tick_met=p95 <= tick_s,
+        planner_met=None if planner is None else planner <= PLANNER_TARGET_S,
+    )  # fmt: skip
+
+
+def scale_row(
+    sites: int, *, seed: int, target_prompts: int, agent_ticks: int, agents: bool,
+    on_step: Progress | None = None,
+) -> ScaleRow:  # fmt: skip
+    """Every figure at one region size."""
+    step = on_step or (lambda _: None)
+    t0 = time.perf_counter()
+    sc = generate_region(RegionSpec(sites=sites, seed=seed))
+    generate_s = time.perf_counter() - t0
+    duration = duration_for(sc, target_prompts)
+    step(f"{sites} sites: greedy episode")
+    sim = simulate(sc, duration, seed)
+    step(f"{sites} sites: memory")
+    peak = peak_mib(sc, duration, seed)
+    step(f"{sites} sites: agents")
+    figures = (
+        run_agents(sc, agent_ticks, seed)
+        if agents and agent_ticks > 0
+        else AgentsFigures(skipped="--no-agents" if not agents else "0 ticks",
+                           tick_s=sc.control.tick_s)
+    )  # fmt: skip
+    return ScaleRow(
+        sites=sites, cells=len(sc.cells), links=len(sc.links),
+        replicas=sum(len(v) for v in sc.placement.values()),
+        rate_per_s=sum(d.arrivals.rate_per_s for d in sc.workload.demands),
+        generate_s=generate_s, peak_mib=peak, agents=figures, **sim,
+    )  # fmt: skip
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None or a <= 0 else b / a
+
+
+def growth(rows: Sequence[ScaleRow]) -> list[Growth]:
+    """Ratios between consecutive sizes."""
+    out = []
+    for a, b in itertools.pairwise(rows):
+        aa, ba = a.agents, b.agents
+        g = Growth(
+            from_sites=a.sites, to_sites=b.sites, sites=b.sites / a.sites,
+            us_per_prompt=_ratio(a.us_per_prompt, b.us_per_prompt),
+            route_us_per_prompt=_ratio(a.route_us_per_prompt, b.route_us_per_prompt),
+            peak_mib=_ratio(a.peak_mib, b.peak_mib),
+            tick_decision_p95_s=_ratio(aa.tick_decision_p95_s, ba.tick_decision_p95_s),
+            planner_s=_ratio(aa.planner_s, ba.planner_s),
+        )  # fmt: skip
+        out.append(g)
+    return out
+
+
+def targets(rows: Sequence[ScaleRow]) -> dict[str, bool | None]:
+    at = next((r for r in rows if r.sites == TARGET_SITES), None)
+    ran = [r.agents for r in rows if r.agents.skipped is None]
+    planners = [a.planner_met for a in ran if a.planner_met is not None]
+    return {
+        "route": None if at is None else at.route_us_per_prompt <= ROUTE_TARGET_US,
+        "tick": all(bool(a.tick_met) for a in ran) if ran else None,
+        "planner": all(planners) if planners else None,
+    }
+
+
+def region_scale(
+    sizes: Sequence[int], *, seed: int = 0, target_prompts: int = 6000, agent_ticks: int = 2,
+    agents: bool = True, on_step: Progress | None = None,
+) -> ScaleReport:  # fmt: skip
+    """Every figure at each region size, their growth and the issue's targets."""
+    if not sizes or min(sizes) < 1:
+        raise ValueError("sizes: give at least one, each of 1 site or more")
+    rows = [
+        scale_row(n, seed=seed, target_prompts=target_prompts, agent_ticks=agent_ticks,
+                  agents=agents, on_step=on_step)
+        for n in sizes
+    ]  # fmt: skip
+    return ScaleReport(
+        seed=seed, target_prompts=target_prompts, agent_ticks=agent_ticks if agents else 0,
+        rows=rows, growth=growth(rows), targets=targets(rows),
+    )  # fmt: skip
