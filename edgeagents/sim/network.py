@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable
 from itertools import pairwise
 from typing import TYPE_CHECKING
@@ -15,6 +16,13 @@ if TYPE_CHECKING:
     from edgeagents.sim.workload import Workload
 
 
+PATHS_CACHED = 16
+"""Path tables kept per process. The twin builds a city for every option it scores, on the
+same backhaul with the same failures: computing all pairs' paths once instead of each time
+is what makes a decision on a region of a thousand sites take seconds, not minutes."""
+_PATHS: OrderedDict[tuple, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+
+
 class Network:
     """Path latency and bottleneck bandwidth between every pair of sites, kept current as
     sites and links fail and recover. Transfers do not contend (links are not shared)."""
@@ -22,6 +30,10 @@ class Network:
     def __init__(self, scenario: Scenario) -> None:
         self._graph: nx.Graph = scenario.backhaul.copy()
         self.site_names = scenario.site_names
+        self._backhaul_key = (
+            tuple(self.site_names),
+            tuple((lk.a, lk.b, lk.latency_ms, lk.bandwidth_gbps) for lk in scenario.links),
+        )
         self._index = {s: i for i, s in enumerate(self.site_names)}
         self.cell_site = np.array([self._index[c.site] for c in scenario.cells], dtype=np.int64)
         self.uplink_bps = np.array([c.uplink_mbps * 1e6 for c in scenario.cells])
@@ -58,6 +70,20 @@ class Network:
         return g
 
     def _recompute(self) -> None:
+        key = (*self._backhaul_key, frozenset(self._down_sites), frozenset(self._down_links))
+        hit = _PATHS.get(key)
+        if hit is None:
+            hit = _PATHS[key] = self._all_pairs()
+            while len(_PATHS) > PATHS_CACHED:
+                _PATHS.popitem(last=False)
+        else:
+            _PATHS.move_to_end(key)
+        self.latency_s, self.bandwidth_bps = hit
+        self.version += 1
+
+    def _all_pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """Latency and bottleneck bandwidth of the shortest path between every pair of live
+        sites; read-only, as networks with the same backhaul and failures share them."""
         n = len(self.site_names)
         lat = np.full((n, n), np.inf)
         bw = np.zeros((n, n))
@@ -67,9 +93,9 @@ class Network:
             for dst, path in paths.items():
                 j = self._index[dst]
                 lat[i, j], bw[i, j] = _path_cost(g, path)
-        self.latency_s = lat
-        self.bandwidth_bps = bw
-        self.version += 1
+        lat.setflags(write=False)
+        bw.setflags(write=False)
+        return lat, bw
 
     def transfer_s(self, src_site: int, dst_site: int, nbytes: float) -> float:
         """Backhaul time of a payload: propagation plus bytes over the bottleneck."""
