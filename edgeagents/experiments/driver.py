@@ -35,6 +35,8 @@ class EpisodeRun:
     ticks: list[TickRecord] = field(default_factory=list)
     wall_s: float = 0.0
     sim_wall_s: float = 0.0
+    setup_s: float = 0.0
+    """Building the city (its network paths), part of `wall_s` and `sim_wall_s`."""
 
 
 def _tick_record(t: float, city: SimulatedCity) -> TickRecord:
@@ -86,7 +88,7 @@ def run_episode(
     deadline = horizon + scenario.control.drain_limit_s
     start = time.perf_counter()
     city = SimulatedCity(scenario, workload, router, seed=seed)
-    run = EpisodeRun(policy=name, outcomes=city.out)
+    run = EpisodeRun(policy=name, outcomes=city.out, setup_s=time.perf_counter() - start)
     decide_wall = 0.0
     t = tick
     while t <= deadline + 1e-9:

@@ -3,10 +3,11 @@ generated region grows from a few sites to a thousand.
 
 For each size N, `generate_region(RegionSpec(sites=N, seed=S))` builds the city, then:
 
-1. **Simulator speed**: a `greedy` episode (static placement; `run_episode`'s loop) over
-   enough simulated seconds for about `target_prompts` prompts; prompts per wall second and
-   µs per prompt without the controller's steps and the city's setup (all-pairs backhaul
-   paths, timed apart); `episode_us_per_prompt` keeps the setup in.
+1. **Simulator speed**: a `greedy` episode (static placement, `run_episode`) over enough
+   simulated seconds for about `target_prompts` prompts; prompts per wall second and µs per
+   prompt without the controller's steps and the city's setup (all-pairs backhaul paths,
+   `EpisodeRun.setup_s`; the driver's per-tick telemetry sample counts in);
+   `episode_us_per_prompt` keeps the setup in.
 2. **Routing cost**: in that episode the router instance's `route` is wrapped by a timer (its
    two `perf_counter` calls included, well under 1 µs); µs per prompt = time inside `route`
    over the prompts (re-dispatches count too).
@@ -145,35 +146,16 @@ def timed_route(router: Any) -> list[float]:
     return acc
 
 
-def episode(sc: Scenario, workload: Any, router: Any, duration: float, seed: int) -> tuple:
-    """The driver's loop (`run_episode`) with a static controller, the city's setup timed
-    apart: (setup s, running s with the controller's steps left out)."""
-    from edgeagents.sim.city import SimulatedCity
-
-    controller = POLICIES.create("greedy").create()[1]
-    t0 = time.perf_counter()
-    city = SimulatedCity(sc, workload, router, seed=seed)
-    setup = time.perf_counter() - t0
-    tick, deadline = sc.control.tick_s, duration + sc.control.drain_limit_s
-    decide, t = 0.0, tick
-    while t <= deadline + 1e-9:
-        city.advance(t)
-        t1 = time.perf_counter()
-        controller.step(city, sc, charge_decision_time=False)
-        decide += time.perf_counter() - t1
-        if t >= duration and city.unfinished == 0:
-            break
-        t = max(t + tick, city.now)
-    city.finish()
-    return setup, time.perf_counter() - t0 - setup - decide
-
-
 def simulate(sc: Scenario, duration: float, seed: int) -> dict[str, Any]:
     """The greedy episode: speed (the city's setup timed apart) and routing cost."""
     workload = generate_workload(sc, duration_s=duration, seed=seed)
-    router = POLICIES.create("greedy").create()[0]
+    router, controller = POLICIES.create("greedy").create()
     acc = timed_route(router)
-    setup, running = episode(sc, workload, router, duration, seed)
+    run = run_episode(
+        sc, workload, (router, controller), seed=seed, duration_s=duration,
+        charge_decision_time=False,
+    )  # fmt: skip
+    setup, running = run.setup_s, run.sim_wall_s - run.setup_s
     n = max(len(workload), 1)
     return {
         "duration_s": duration,
