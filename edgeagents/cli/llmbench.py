@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from edgeagents.cli.common import check_writable, console, fail, progress_bar, save_report
+from edgeagents.cli.common import (
+    check_writable,
+    console,
+    fail,
+    number_cell,
+    progress_bar,
+    save_report,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -175,12 +182,8 @@ def bench_rows(
     return rows
 
 
-def _f(x: float | None, fmt: str = "{:.2f}") -> str:
-    return "-" if x is None else fmt.format(x)
-
-
 def _pct(x: float | None) -> str:
-    return _f(x, "{:.0%}")
+    return number_cell(x, "{:.0%}")
 
 
 def print_llm_tables(report: LLMBenchReport, console: Console) -> None:
@@ -205,8 +208,8 @@ def print_llm_tables(report: LLMBenchReport, console: Console) -> None:
             a, s = pair.as_shown, pair.shuffled
             t.add_row(
                 row.llm if kind == "all" else "", kind, str(a.menus), _pct(a.agreement),
-                _pct(s.agreement), _pct(s.chance_agreement), _f(a.mean_regret_s),
-                _f(s.mean_regret_s), _pct(a.invalid_share), _pct(s.invalid_share),
+                _pct(s.agreement), _pct(s.chance_agreement), number_cell(a.mean_regret_s),
+                number_cell(s.mean_regret_s), _pct(a.invalid_share), _pct(s.invalid_share),
             )  # fmt: skip
     console.print(t)
 
@@ -251,8 +254,8 @@ def print_llm_tables(report: LLMBenchReport, console: Console) -> None:
     for row in report.rows:
         for part, c in (("menus", row.menu_cost), ("notices", row.notice_cost)):
             t.add_row(
-                row.llm if part == "menus" else "", part, str(c.calls), _f(c.mean_s),
-                _f(c.p95_s), _f(c.mean_tokens, "{:.0f}"),
+                row.llm if part == "menus" else "", part, str(c.calls), number_cell(c.mean_s),
+                number_cell(c.p95_s), number_cell(c.mean_tokens, "{:.0f}"),
                 f"{row.wall_s:.0f}" if part == "menus" else "",
             )  # fmt: skip
     console.print(t)
