@@ -39,28 +39,29 @@ def region():
     return sc, generate_workload(sc, duration_s=20, seed=0)
 
 
-def test_a_region_shows_the_router_at_most_the_limit(region) -> None:
+def _most_replicated(region):
+    """A fresh city on the region, its dispatcher, and the model with the most replicas."""
     sc, w = region
-    city = SimulatedCity(sc, w, ROUTERS.create("greedy"), seed=0)
-    cands = city.dispatch.candidates
-    many = max(range(len(sc.models)), key=lambda m: len(city.dispatch.fleet.by_model[m]))
-    reps = city.dispatch.fleet.by_model[many]
+    d = SimulatedCity(sc, w, ROUTERS.create("greedy"), seed=0).dispatch
+    many = max(range(len(sc.models)), key=lambda m: len(d.fleet.by_model[m]))
+    return sc, d, many, d.fleet.by_model[many]
+
+
+def test_a_region_shows_the_router_at_most_the_limit(region) -> None:
+    sc, d, many, reps = _most_replicated(region)
+    cands = d.candidates
     assert len(reps) > PRUNE_ABOVE
     src = 0
     shown = cands.admitting(src, many, reps, sc.control.max_queue_per_replica)
     assert isinstance(shown, list) and len(shown) == ROUTE_CANDIDATES
     ranked = cands.ranked(src, many, reps)
-    cost = [city.dispatch.net.latency_s[src, r.site] + cands.own_s(many, r) for r in ranked]
+    cost = [d.net.latency_s[src, r.site] + cands.own_s(many, r) for r in ranked]
     assert cost == sorted(cost)
     assert shown == ranked[:ROUTE_CANDIDATES]
 
 
 def test_full_queues_and_cut_links_refuse_with_their_reasons(region) -> None:
-    sc, w = region
-    city = SimulatedCity(sc, w, ROUTERS.create("greedy"), seed=0)
-    d = city.dispatch
-    many = max(range(len(sc.models)), key=lambda m: len(d.fleet.by_model[m]))
-    reps = d.fleet.by_model[many]
+    _, d, many, reps = _most_replicated(region)
     assert d.candidates.admitting(0, many, reps, cap=-(10**6)) == "queue_full"
     d.net.latency_s = np.full_like(d.net.latency_s, np.inf)
     d.net.version += 1
@@ -68,11 +69,7 @@ def test_full_queues_and_cut_links_refuse_with_their_reasons(region) -> None:
 
 
 def test_the_ranking_follows_the_network(region) -> None:
-    sc, w = region
-    city = SimulatedCity(sc, w, ROUTERS.create("greedy"), seed=0)
-    d = city.dispatch
-    many = max(range(len(sc.models)), key=lambda m: len(d.fleet.by_model[m]))
-    reps = d.fleet.by_model[many]
+    _, d, many, reps = _most_replicated(region)
     before = d.candidates.ranked(0, many, reps)
     first = before[0]
     d.net.latency_s = d.net.latency_s.copy()
@@ -93,11 +90,8 @@ def test_pruning_costs_little_latency_on_a_region(region) -> None:
 
 
 def test_a_model_under_the_pruning_bound_is_routed_over_every_replica(region) -> None:
-    sc, w = region
-    city = SimulatedCity(sc, w, ROUTERS.create("greedy"), seed=0)
-    d = city.dispatch
-    many = max(range(len(sc.models)), key=lambda m: len(d.fleet.by_model[m]))
-    reps = d.fleet.by_model[many][:PRUNE_ABOVE]
+    sc, d, many, reps = _most_replicated(region)
+    reps = reps[:PRUNE_ABOVE]
     assert len(reps) > ROUTE_CANDIDATES
     shown = d.candidates.admitting(0, many, reps, sc.control.max_queue_per_replica)
     reachable = [r for r in reps if d.net.reachable(0, r.site)]
