@@ -57,7 +57,7 @@ class AgentsController(Controller):
 
         self.graph = create_control_graph(model, **graph_kwargs).compile(checkpointer=checkpointer)
         self.thread_id = thread_id or f"agents-{next(_threads)}"
-        self._checkpointed = checkpointer is not None
+        self.checkpointed = checkpointer is not None
         self._carry: dict[str, Any] = {}
         self._resume_id: str | None = None
 
@@ -81,7 +81,7 @@ class AgentsController(Controller):
         if self._resume_id is not None:
             config["configurable"]["checkpoint_id"] = self._resume_id
             self._resume_id = None
-        if self._checkpointed:  # a whole cycle is what a run resumes from: only its end is kept
+        if self.checkpointed:  # a whole cycle is what a run resumes from: only its end is kept
             state = self.graph.invoke({}, config=config, durability="exit")
         else:
             state = self.graph.invoke(self._carry, config=config)

@@ -157,13 +157,12 @@ def run(
     if store is not None:
         console.print(f"experience memory: {store.path} ({store.count()} stored)", highlight=False)
 
-    from edgeagents.experiments.checkpoint import CheckpointError
+    from edgeagents.experiments.checkpoint import CheckpointError, run_options
     from edgeagents.experiments.run import run_agents, write_decision_log
 
     charge = charge_decision_time if decision_s is None else decision_s
-    options = {"seed": seed, "duration_s": horizon, "baselines": names, "with_none": with_none,
-               "decision_charge": charge, "llm": lm.specs(),
-               "lm_config": lm_digest(lm)}  # fmt: skip
+    options = run_options(seed=seed, duration_s=horizon, baselines=names, with_none=with_none,
+                          charge=charge, lm_config=lm)  # fmt: skip
     cp = checkpoint_or_fail(checkpoint, resume, sc, workload, options)
     uses_lm = any(getattr(lm, a).spec != "none" for a in AGENTS)
     labels = [*names, "agents"] + (["agents-none"] if with_none and uses_lm else [])
@@ -191,13 +190,6 @@ def run(
         n = write_decision_log(runs, log)
         console.print(f"wrote {log} ({n} decisions)")
     save_plots(plots, report, runs)
-
-
-def lm_digest(lm: AgentsLMConfig) -> str:
-    """The agents' LM configs as a hash: the checkpoint must not hold an API key."""
-    import hashlib
-
-    return hashlib.sha256(lm.model_dump_json().encode()).hexdigest()[:16]
 
 
 def checkpoint_or_fail(

@@ -49,11 +49,17 @@ class CheckpointError(Exception):
 
 @runtime_checkable
 class Resumable(Protocol):
-    """A controller whose state after a cycle lives in the checkpoint's LangGraph thread."""
+    """A controller whose state after a cycle lives in the checkpoint's LangGraph thread
+    (when `checkpointed`)."""
 
     thread_id: str
+    checkpointed: bool
 
     def resume_from(self, checkpoint_id: str) -> None: ...
+
+
+def resumable(controller: Any) -> bool:
+    return isinstance(controller, Resumable) and controller.checkpointed
 
 
 @dataclass(slots=True, frozen=True)
@@ -102,6 +108,18 @@ def fingerprint(scenario: Any, workload: Workload, *, options: dict[str, Any]) -
     city = hashlib.sha256(scenario.model_dump_json().encode()).hexdigest()[:16]
     return {"format": FORMAT, "code": source_digest(), "scenario": city,
             "workload": workload_digest(workload), **options}  # fmt: skip
+
+
+def run_options(
+    *, seed: int, duration_s: float, baselines: list[str], with_none: bool,
+    charge: bool | float, lm_config: Any,
+) -> dict[str, Any]:  # fmt: skip
+    """The options of `edgeagents run` a resume must repeat; the LM configs only as a hash,
+    so that the file never holds an API key."""
+    lm = hashlib.sha256(lm_config.model_dump_json().encode()).hexdigest()[:16]
+    return {"seed": seed, "duration_s": float(duration_s), "baselines": list(baselines),
+            "with_none": with_none, "decision_charge": charge, "llm": lm_config.specs(),
+            "lm_config": lm}  # fmt: skip
 
 
 def state_types() -> list[type]:
@@ -216,7 +234,7 @@ class EpisodeLog:
         if self.finished:
             return self.recorded
         last = self.recorded[-1] if self.recorded else None
-        if isinstance(controller, Resumable) and last is not None and last.graph_checkpoint:
+        if resumable(controller) and last is not None and last.graph_checkpoint:
             controller.resume_from(last.graph_checkpoint)
             return self.recorded
         self.restart(controller)
@@ -227,7 +245,7 @@ class EpisodeLog:
         with self.cp.conn:
             self.cp.conn.execute("DELETE FROM cycle WHERE episode = ?", (self.name,))
             self.cp.conn.execute("DELETE FROM episode WHERE name = ?", (self.name,))
-        if isinstance(controller, Resumable):
+        if resumable(controller):
             self.cp.saver.delete_thread(controller.thread_id)
         self.recorded = []
 
@@ -238,7 +256,7 @@ class EpisodeLog:
         """Cycle `k`, with the LangGraph checkpoint its controller's thread ended it on."""
         graph = None
         conn = self.cp.conn
-        if isinstance(controller, Resumable):
+        if resumable(controller):
             row = conn.execute(
                 "SELECT checkpoint_id FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = '' "
                 "ORDER BY checkpoint_id DESC LIMIT 1", (controller.thread_id,),
