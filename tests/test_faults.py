@@ -101,8 +101,10 @@ def test_kill_and_resume_row_kills_mid_episode_and_repeats_the_uninterrupted_run
     assert p.checkpoint_opens and p.resume_exit_code == 0
     assert p.same_figures and p.differences == []
     offered = rows(report)["no-fault"].agents.offered
-    assert p.prompts == p.uninterrupted_prompts == dict.fromkeys(
-        ("greedy-autoscale", "agents", "lower-bound"), offered
+    assert (
+        p.prompts
+        == p.uninterrupted_prompts
+        == dict.fromkeys(("greedy-autoscale", "agents", "lower-bound"), offered)
     )
     assert p.resumed_at_s == row.window_s[0] and p.replay_s >= 0
     assert row.agents.offered == row.agents.served + row.agents.refused == offered

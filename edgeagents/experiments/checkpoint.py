@@ -156,17 +156,25 @@ class RunCheckpoint:
             if resume:
                 self._check(prints)
             else:
-                with self.conn:
-                    self.conn.executescript(SCHEMA)
-                    self.conn.execute(
-                        "INSERT INTO run VALUES ('fingerprint', ?)", (json.dumps(prints),)
-                    )
+                self._create(prints)
         except sqlite3.DatabaseError as e:
             raise CheckpointError(f"checkpoint {self.path}: unreadable ({e})") from e
         self._saver: Any = None
 
+    def _create(self, prints: dict[str, Any]) -> None:
+        """Tables and fingerprint in one transaction: a kill leaves all of them or none."""
+        self.conn.execute("BEGIN")
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                self.conn.execute(statement)
+        self.conn.execute("INSERT INTO run VALUES ('fingerprint', ?)", (json.dumps(prints),))
+        self.conn.commit()
+
     def _check(self, prints: dict[str, Any]) -> None:
         tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master")}
+        if not tables:  # killed while the file was being made: nothing was recorded
+            self._create(prints)
+            return
         if not {"run", "episode", "cycle", "resume"} <= tables:
             raise CheckpointError(f"--resume: {self.path} is not an edgeagents run checkpoint")
         row = self.conn.execute("SELECT value FROM run WHERE key = 'fingerprint'").fetchone()
