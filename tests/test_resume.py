@@ -125,9 +125,10 @@ def test_killed_at_random_moments_and_while_resuming_still_opens_and_repeats(
     the file opens every time, and the last resume repeats the uninterrupted figures."""
     rng = random.Random(18)
     cp = tmp_path / "run.sqlite"
-    ticks = 2 * (60 // 5)
+    # about 13 cycles per episode: as the file is made, in the baseline, twice in the agents
+    targets = [0, rng.randint(1, 10), rng.randint(14, 18), rng.randint(19, 23)]
     kills = []
-    for k, target in enumerate([0, *sorted(rng.sample(range(1, ticks), 3))]):
+    for k, target in enumerate(targets):
         args = command(city, "--checkpoint", str(cp), *(["--resume"] if k else []))
         kills.append(kill_after(args, cp, target, rng.uniform(0.0, 0.03)))
         assert cp.exists() and opens(cp) == "ok", (k, target)

@@ -243,7 +243,8 @@ def print_faults(report: FaultsReport) -> None:
         f"{s.recovery_window_s:g}-s window whose mean is within 10% of the mean before; lost = "
         "offered - served - refused; fallback: agent decisions; LM failed: LM calls that "
         "failed to the fallback. A row fails if a prompt is lost, a control loop stops before "
-        "the horizon, an LM call answers in an LM row, or the memory row does not warn.",
+        "the horizon, an LM call answers in an LM row, the memory row does not warn, or "
+        "the kill-and-resume row's resumed run differs from an uninterrupted one.",
     )
     for col in COLUMNS:
         left = col in ("case", "policy", "status")

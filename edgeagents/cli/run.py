@@ -157,8 +157,8 @@ def run(
     if store is not None:
         console.print(f"experience memory: {store.path} ({store.count()} stored)", highlight=False)
 
-    from edgeagents.experiments.checkpoint import CheckpointError, run_options
-    from edgeagents.experiments.run import run_agents, write_decision_log
+    from edgeagents.experiments.checkpoint import run_options
+    from edgeagents.experiments.run import write_decision_log
 
     charge = charge_decision_time if decision_s is None else decision_s
     options = run_options(seed=seed, duration_s=horizon, baselines=names, with_none=with_none,
@@ -166,20 +166,10 @@ def run(
     cp = checkpoint_or_fail(checkpoint, resume, sc, workload, options)
     uses_lm = any(getattr(lm, a).spec != "none" for a in AGENTS)
     labels = [*names, "agents"] + (["agents-none"] if with_none and uses_lm else [])
-    try:
-        with progress_bar() as progress:
-            tasks = {n: progress.add_task(n, total=horizon) for n in labels}
-            report, runs = run_agents(
-                sc, lm, baselines=names, duration_s=horizon, seed=seed, workload=workload,
-                with_none=with_none, charge_decision_time=charge,
-                on_progress=lambda n, t: progress.update(tasks[n], completed=t), memory=store,
-                checkpoint=cp,
-            )  # fmt: skip
-    except CheckpointError as e:
-        fail(str(e))
-    finally:
-        if cp is not None:
-            cp.close()
+    report, runs = agents_with_progress(
+        labels, cp, scenario=sc, lm_config=lm, baselines=names, duration_s=horizon, seed=seed,
+        workload=workload, with_none=with_none, charge_decision_time=charge, memory=store,
+    )  # fmt: skip
     print_table(report)
     print_windows(report)
     print_costs(report)
@@ -190,6 +180,28 @@ def run(
         n = write_decision_log(runs, log)
         console.print(f"wrote {log} ({n} decisions)")
     save_plots(plots, report, runs)
+
+
+def agents_with_progress(
+    labels: list[str], checkpoint: RunCheckpoint | None, **kwargs: Any
+) -> tuple[Any, Any]:
+    """`run_agents` under a progress bar per episode; a checkpoint that stops replaying is
+    one line and exit 2 (what it recorded stays)."""
+    from edgeagents.experiments.checkpoint import CheckpointError
+    from edgeagents.experiments.run import run_agents
+
+    try:
+        with progress_bar() as progress:
+            tasks = {n: progress.add_task(n, total=kwargs["duration_s"]) for n in labels}
+            return run_agents(
+                kwargs.pop("scenario"), kwargs.pop("lm_config"), checkpoint=checkpoint,
+                on_progress=lambda n, t: progress.update(tasks[n], completed=t), **kwargs,
+            )  # fmt: skip
+    except CheckpointError as e:
+        fail(str(e))
+    finally:
+        if checkpoint is not None:
+            checkpoint.close()
 
 
 def checkpoint_or_fail(
