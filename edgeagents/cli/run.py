@@ -219,20 +219,12 @@ def checkpoint_or_fail(
     except CheckpointError as e:
         fail(str(e))
     if resume:
-        done = [n for n in labels_in(cp) if n[1]]
+        episodes = cp.episodes()
+        done = sum(1 for _, finished, _ in episodes if finished)
         said = ", ".join(f"{name} {'done' if fin else f'{k} cycles'}" for name, fin, k in
-                         labels_in(cp)) or "nothing recorded"  # fmt: skip
-        console.print(f"resuming {path}: {said} ({len(done)} episodes done)", highlight=False)
+                         episodes) or "nothing recorded"  # fmt: skip
+        console.print(f"resuming {path}: {said} ({done} episodes done)", highlight=False)
     return cp
-
-
-def labels_in(cp: RunCheckpoint) -> list[tuple[str, bool, int]]:
-    """Each episode the checkpoint holds: name, finished, cycles."""
-    rows = cp.conn.execute(
-        "SELECT c.episode, coalesce(e.finished, 0), count(*) FROM cycle c LEFT JOIN episode e "
-        "ON e.name = c.episode GROUP BY c.episode ORDER BY min(c.rowid)"
-    )
-    return [(r[0], bool(r[1]), int(r[2])) for r in rows]
 
 
 def agent_lms_or_fail(

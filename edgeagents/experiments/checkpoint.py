@@ -77,11 +77,14 @@ class Cycle:
 
 def source_digest() -> str:
     """Hash of the source of `CODE_PACKAGES`: a checkpoint resumes only on the same code."""
-    import importlib
+    from importlib.util import find_spec
 
     h = hashlib.sha256()
     for package in CODE_PACKAGES:
-        root = Path(importlib.import_module(package).__file__ or "").parent
+        spec = find_spec(package)
+        if spec is None or spec.origin is None:
+            continue
+        root = Path(spec.origin).parent
         for path in sorted(root.rglob("*.py")):
             h.update(str(path.relative_to(root.parent)).encode())
             h.update(path.read_bytes())
@@ -201,15 +204,13 @@ class RunCheckpoint:
     def episode(self, name: str) -> EpisodeLog:
         return EpisodeLog(self, name)
 
-    def cycles(self, episode: str) -> int:
-        row = self.conn.execute("SELECT count(*) FROM cycle WHERE episode = ?", (episode,))
-        return int(row.fetchone()[0])
-
-    def resumes(self) -> list[dict[str, Any]]:
-        """Every resume so far: when, which episode, at how many cycles, replay seconds."""
-        rows = self.conn.execute("SELECT at_unix_s, episode, cycles, replay_s FROM resume")
-        keys = ("at_unix_s", "episode", "cycles", "replay_s")
-        return [dict(zip(keys, r, strict=True)) for r in rows]
+    def episodes(self) -> list[tuple[str, bool, int]]:
+        """Each episode recorded, in run order: its name, whether it finished, its cycles."""
+        rows = self.conn.execute(
+            "SELECT c.episode, coalesce(e.finished, 0), count(*) FROM cycle c LEFT JOIN episode "
+            "e ON e.name = c.episode GROUP BY c.episode ORDER BY min(c.rowid)"
+        )
+        return [(r[0], bool(r[1]), int(r[2])) for r in rows]
 
     def close(self) -> None:
         self.conn.close()
