@@ -57,8 +57,14 @@ class AgentsController(Controller):
 
         self.graph = create_control_graph(model, **graph_kwargs).compile(checkpointer=checkpointer)
         self.thread_id = thread_id or f"agents-{next(_threads)}"
-        self._checkpointed = checkpointer is not None
+        self.checkpointed = checkpointer is not None
         self._carry: dict[str, Any] = {}
+        self._resume_id: str | None = None
+
+    def resume_from(self, checkpoint_id: str) -> None:
+        """Run the next cycle from this checkpoint of the thread (the last whole cycle of a
+        killed run), not from the thread's latest one."""
+        self._resume_id = checkpoint_id
 
     def step(
         self, env: Environment, scenario: Scenario, *, charge_decision_time: DecisionCharge = True
@@ -72,6 +78,12 @@ class AgentsController(Controller):
             },
             "recursion_limit": 50,
         }
-        state = self.graph.invoke({} if self._checkpointed else self._carry, config=config)
+        if self._resume_id is not None:
+            config["configurable"]["checkpoint_id"] = self._resume_id
+            self._resume_id = None
+        if self.checkpointed:  # a whole cycle is what a run resumes from: only its end is kept
+            state = self.graph.invoke({}, config=config, durability="exit")
+        else:
+            state = self.graph.invoke(self._carry, config=config)
         self._carry = {k: state[k] for k in CARRIED if k in state}
         return state["decision"], state["report"]

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -37,21 +39,23 @@ SC = tiny_scenario(**CITY)
 LM_CASES = ["lm-down", "lm-slow", "lm-garbage-text", "lm-garbage-json"]
 
 
-def settings(duration: float = 60.0) -> FaultsSettings:
+def settings(duration: float = 60.0, scenario: str = "tiny") -> FaultsSettings:
     start, end = fault_window(SC, duration)
     return FaultsSettings(
-        scenario="tiny", duration_s=duration, fault_start_s=start, fault_end_s=end,
+        scenario=scenario, duration_s=duration, fault_start_s=start, fault_end_s=end,
         recovery_window_s=10.0, recovery_step_s=SC.control.tick_s, lm_timeout_s=0.3,
         slow_delay_s=1.5,
     )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
-def report() -> FaultsReport:
-    """The cases that need no socket, in one campaign."""
+def report(tmp_path_factory) -> FaultsReport:
+    """The cases that need no socket, in one campaign; the city is also a file, for the
+    `edgeagents run` subprocesses of the kill-and-resume row."""
     cases = ["no-fault", "site-crash", "link-cut", "overload", "memory-unreadable",
              "kill-and-resume"]  # fmt: skip
-    return run_faults(SC, settings(), cases)
+    path = tiny_file(tmp_path_factory.mktemp("city"))
+    return run_faults(SC, settings(scenario=path), cases)
 
 
 def rows(report: FaultsReport) -> dict:
@@ -88,10 +92,23 @@ def test_memory_row_warns_goes_on_and_the_store_reopens(report):
     assert m.reopens and m.reopened_count >= m.stored_before
 
 
-def test_kill_and_resume_is_listed_not_faked(report):
+def test_kill_and_resume_row_kills_mid_episode_and_repeats_the_uninterrupted_run(report):
     row = rows(report)["kill-and-resume"]
-    assert row.status == "not implemented" and "--resume" in row.reason
-    assert row.agents is None and row.baseline is None and row.window_s is None
+    p = row.process
+    assert row.status == "ok", row.problems
+    assert p.killed_exit_code == -signal.SIGKILL, "the run was killed, not finished"
+    assert p.target_cycles <= p.killed_after_cycles < row.agents.ticks, "killed mid-episode"
+    assert p.checkpoint_opens and p.resume_exit_code == 0
+    assert p.same_figures and p.differences == []
+    offered = rows(report)["no-fault"].agents.offered
+    assert (
+        p.prompts
+        == p.uninterrupted_prompts
+        == dict.fromkeys(("greedy-autoscale", "agents", "lower-bound"), offered)
+    )
+    assert p.resumed_at_s == row.window_s[0] and p.replay_s >= 0
+    assert row.agents.offered == row.agents.served + row.agents.refused == offered
+    assert row.agents.served == rows(report)["no-fault"].agents.served, "the same episode"
 
 
 @pytest.mark.enable_socket
@@ -146,7 +163,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
 
 
-def tiny_file(tmp_path, **overrides: object) -> str:
+def tiny_file(tmp_path: Path, **overrides: object) -> str:
     data = {**yaml.safe_load(TINY), **CITY, **overrides}
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -160,8 +177,9 @@ def test_cli_end_to_end_writes_the_report(tmp_path):
     assert res.returncode == 0, res.stdout + res.stderr
     report = FaultsReport.model_validate_json(out.read_text())
     assert [r.case for r in report.rows] == ["site-crash", "lm-garbage-json", "kill-and-resume"]
-    assert [r.status for r in report.rows] == ["ok", "ok", "not implemented"]
-    assert "greedy-autoscale" in res.stdout and "not implemented" in res.stdout
+    assert [r.status for r in report.rows] == ["ok", "ok", "ok"], res.stdout
+    assert report.rows[2].process.same_figures
+    assert "greedy-autoscale" in res.stdout and "figures the same as" in res.stdout
 
 
 def test_cli_exits_1_when_a_case_fails(tmp_path):

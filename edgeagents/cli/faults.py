@@ -24,7 +24,13 @@ from edgeagents.cli.common import (
 
 if TYPE_CHECKING:
     from edgeagents.core.scenario import Scenario
-    from edgeagents.experiments.faults import FaultRow, FaultsReport, FaultsSettings, PolicyFigures
+    from edgeagents.experiments.faults import (
+        FaultRow,
+        FaultsReport,
+        FaultsSettings,
+        PolicyFigures,
+        ProcessFaultFigures,
+    )
 
 TARGETS = ("sim", "ray")
 COLUMNS = (
@@ -72,9 +78,10 @@ def bench_faults(
     json_path: JsonOpt = None,
 ) -> None:
     """Fault cases on the simulated city (site crash, link cut, overload, the LM endpoint down,
-    slow or answering garbage, the experience store unreadable), the agents beside
-    greedy-autoscale on the same workload and seed. Exit 1 if a case fails: a prompt lost, a
-    control loop stopped, an LM call answered in an LM row, no warning in the memory row."""
+    slow or answering garbage, the experience store unreadable, `edgeagents run` killed and
+    resumed), the agents beside greedy-autoscale on the same workload and seed. Exit 1 if a
+    case fails: a prompt lost, a control loop stopped, an LM call answered in an LM row, no
+    warning in the memory row, a resumed run unlike the uninterrupted one."""
     sc, settings, chosen = faults_input_or_fail(
         target, scenario, cases, duration, seed, llm, decision_s, json_path
     )
@@ -200,8 +207,25 @@ def details(row: FaultRow) -> str:
             + (f"the store reopens ({m.reopened_count} stored)" if m.reopens
                else f"the store does NOT reopen ({m.reopen_error})")
         )  # fmt: skip
+    if row.process is not None:
+        parts.append(process_details(row.process))
     parts += [f"FAILED: {p}" for p in row.problems]
     return f"{row.case}: " + "; ".join(x for x in parts if x)
+
+
+def process_details(p: ProcessFaultFigures) -> str:
+    """The kill-and-resume row in words: the kill, the file, the resume, the comparison."""
+    said = (f"exit {p.killed_exit_code} after {p.killed_after_cycles} agents cycles; checkpoint "
+            + ("opens" if p.checkpoint_opens else f"does NOT open ({p.open_error})"))  # fmt: skip
+    if p.resume_exit_code != 0:
+        return said + f"; resume failed: {p.resume_error}"
+    replay = "-" if p.replay_s is None else f"{p.replay_s:.2f}"
+    return said + (
+        f"; resumed in {p.resume_wall_s:.1f} s (replay {replay} s) against "
+        f"{p.uninterrupted_wall_s:.1f} s uninterrupted; figures "
+        + ("the same as" if p.same_figures else "NOT the same as")
+        + " the uninterrupted run's (wall clock aside)"
+    )
 
 
 def print_faults(report: FaultsReport) -> None:
@@ -219,7 +243,8 @@ def print_faults(report: FaultsReport) -> None:
         f"{s.recovery_window_s:g}-s window whose mean is within 10% of the mean before; lost = "
         "offered - served - refused; fallback: agent decisions; LM failed: LM calls that "
         "failed to the fallback. A row fails if a prompt is lost, a control loop stops before "
-        "the horizon, an LM call answers in an LM row, or the memory row does not warn.",
+        "the horizon, an LM call answers in an LM row, the memory row does not warn, or "
+        "the kill-and-resume row's resumed run differs from an uninterrupted one.",
     )
     for col in COLUMNS:
         left = col in ("case", "policy", "status")

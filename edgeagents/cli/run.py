@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -33,6 +33,9 @@ from edgeagents.cli.memory import memory_store
 
 if TYPE_CHECKING:
     from edgeagents.agents.lmconfig import AgentsLMConfig
+    from edgeagents.core.scenario import Scenario
+    from edgeagents.experiments.checkpoint import RunCheckpoint
+    from edgeagents.sim.workload import Workload
 
 LlmOpt = Annotated[
     str | None,
@@ -86,6 +89,20 @@ NoticesOpt = Annotated[
         "agents at their publish times, beside the scenario's own."
     ),
 ]
+CheckpointOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Write the run to this SQLite file after every control cycle (the decisions "
+        "and the agents' LangGraph state), so that a killed run can --resume; off by default."
+    ),
+]
+ResumeOpt = Annotated[
+    bool,
+    typer.Option(
+        help="Continue the run that wrote --checkpoint (same options): what it recorded is "
+        "replayed without calling any agent or LM, then the run goes on live."
+    ),
+]
 
 
 def run(
@@ -108,19 +125,26 @@ def run(
     memory: MemoryOpt = False,
     memory_path: MemoryPathOpt = MEMORY_DEFAULT,
     notices: NoticesOpt = None,
+    checkpoint: CheckpointOpt = None,
+    resume: ResumeOpt = False,
 ) -> None:
     """Run the LLM agents on the city beside the baselines, on the same workload and seed."""
     from edgeagents.agents.lmconfig import AGENTS
 
     if decision_s is not None and not charge_decision_time:
         fail("--decision-s and --no-charge-decision-time: give one of them")
+    if resume and checkpoint is None:
+        fail("--resume needs --checkpoint PATH: the file the run to continue wrote")
+    if checkpoint is not None and memory:
+        fail("--checkpoint with --memory: the experience store is not checkpointed, so a "
+             "resumed run would not repeat; drop one of them")  # fmt: skip
     sc = scenario_or_fail(scenario)
     if notices is not None:
         sc = sc.model_copy(update={"notices": [*sc.notices, *notices_file(notices)]})
     names = policies_or_fail(baselines)
     if log is None and json_path is not None:
         log = json_path.with_name(f"{json_path.stem}.decisions.jsonl")
-    for path, what in ((json_path, "--json"), (log, "--log")):
+    for path, what in ((json_path, "--json"), (log, "--log"), (checkpoint, "--checkpoint")):
         check_writable(path, what)
     check_plots(plots)
     lm = agent_lms_or_fail(
@@ -133,18 +157,19 @@ def run(
     if store is not None:
         console.print(f"experience memory: {store.path} ({store.count()} stored)", highlight=False)
 
-    from edgeagents.experiments.run import run_agents, write_decision_log
+    from edgeagents.experiments.checkpoint import run_options
+    from edgeagents.experiments.run import write_decision_log
 
+    charge = charge_decision_time if decision_s is None else decision_s
+    options = run_options(seed=seed, duration_s=horizon, baselines=names, with_none=with_none,
+                          charge=charge, lm_config=lm)  # fmt: skip
+    cp = checkpoint_or_fail(checkpoint, resume, sc, workload, options)
     uses_lm = any(getattr(lm, a).spec != "none" for a in AGENTS)
     labels = [*names, "agents"] + (["agents-none"] if with_none and uses_lm else [])
-    with progress_bar() as progress:
-        tasks = {n: progress.add_task(n, total=horizon) for n in labels}
-        report, runs = run_agents(
-            sc, lm, baselines=names, duration_s=horizon, seed=seed, workload=workload,
-            with_none=with_none,
-            charge_decision_time=charge_decision_time if decision_s is None else decision_s,
-            on_progress=lambda n, t: progress.update(tasks[n], completed=t), memory=store,
-        )  # fmt: skip
+    report, runs = agents_with_progress(
+        labels, cp, scenario=sc, lm_config=lm, baselines=names, duration_s=horizon, seed=seed,
+        workload=workload, with_none=with_none, charge_decision_time=charge, memory=store,
+    )  # fmt: skip
     print_table(report)
     print_windows(report)
     print_costs(report)
@@ -155,6 +180,51 @@ def run(
         n = write_decision_log(runs, log)
         console.print(f"wrote {log} ({n} decisions)")
     save_plots(plots, report, runs)
+
+
+def agents_with_progress(
+    labels: list[str], checkpoint: RunCheckpoint | None, **kwargs: Any
+) -> tuple[Any, Any]:
+    """`run_agents` under a progress bar per episode; a checkpoint that stops replaying is
+    one line and exit 2 (what it recorded stays)."""
+    from edgeagents.experiments.checkpoint import CheckpointError
+    from edgeagents.experiments.run import run_agents
+
+    try:
+        with progress_bar() as progress:
+            tasks = {n: progress.add_task(n, total=kwargs["duration_s"]) for n in labels}
+            return run_agents(
+                kwargs.pop("scenario"), kwargs.pop("lm_config"), checkpoint=checkpoint,
+                on_progress=lambda n, t: progress.update(tasks[n], completed=t), **kwargs,
+            )  # fmt: skip
+    except CheckpointError as e:
+        fail(str(e))
+    finally:
+        if checkpoint is not None:
+            checkpoint.close()
+
+
+def checkpoint_or_fail(
+    path: Path | None, resume: bool, scenario: Scenario, workload: Workload,
+    options: dict[str, Any],
+) -> RunCheckpoint | None:  # fmt: skip
+    """The run's checkpoint, new or (with --resume) opened with the same fingerprint; one
+    line and exit 2 if it exists unasked, is missing, unreadable or from another run."""
+    if path is None:
+        return None
+    from edgeagents.experiments.checkpoint import CheckpointError, RunCheckpoint, fingerprint
+
+    try:
+        cp = RunCheckpoint(path, fingerprint(scenario, workload, options=options), resume=resume)
+    except CheckpointError as e:
+        fail(str(e))
+    if resume:
+        episodes = cp.episodes()
+        done = sum(1 for _, finished, _ in episodes if finished)
+        said = ", ".join(f"{name} {'done' if fin else f'{k} cycles'}" for name, fin, k in
+                         episodes) or "nothing recorded"  # fmt: skip
+        console.print(f"resuming {path}: {said} ({done} episodes done)", highlight=False)
+    return cp
 
 
 def agent_lms_or_fail(

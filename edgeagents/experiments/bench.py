@@ -20,6 +20,7 @@ from edgeagents.sim.metrics import PolicyResult, summarize
 from edgeagents.sim.workload import Workload, generate_workload
 
 if TYPE_CHECKING:
+    from edgeagents.experiments.checkpoint import RunCheckpoint
     from edgeagents.policies import Controller, Router
 
 LOWER_BOUND = "lower-bound"
@@ -67,8 +68,10 @@ def compare(
     names: Sequence[str] | None = None,
     on_progress: Callable[[str, float], None] | None = None,
     charge_decision_time: DecisionCharge = True,
+    checkpoint: RunCheckpoint | None = None,
 ) -> tuple[BenchReport, dict[str, EpisodeRun]]:
-    """Run each policy on one workload; figures, ratios to round-robin and the lower bound."""
+    """Run each policy on one workload; figures, ratios to round-robin and the lower bound.
+    With a `checkpoint`, each episode is logged in it under its name (and replayed from it)."""
     duration = scenario.duration_s if duration_s is None else duration_s
     if workload is None:
         workload = generate_workload(
@@ -86,6 +89,7 @@ def compare(
         run = run_episode(
             scenario, workload, policy, seed=seed, duration_s=duration, on_progress=progress,
             charge_decision_time=charge_decision_time,
+            log=checkpoint.episode(name) if checkpoint is not None else None,
         )  # fmt: skip
         run.policy = name
         runs[name] = run

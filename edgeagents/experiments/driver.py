@@ -5,15 +5,20 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgeagents.core.env import DecisionCharge
 from edgeagents.core.scenario import Scenario
 from edgeagents.core.state import ApplyReport, Decision
+from edgeagents.experiments.checkpoint import replay_cycle
 from edgeagents.policies import POLICIES, Controller, PolicySpec, Router
 from edgeagents.sim.city import EpisodeOutcomes, SimulatedCity
 from edgeagents.sim.workload import Workload
+
+if TYPE_CHECKING:
+    from edgeagents.experiments.checkpoint import EpisodeLog
 
 
 @dataclass(slots=True)
@@ -59,6 +64,7 @@ def run_episode(
     duration_s: float | None = None,
     charge_decision_time: DecisionCharge = True,
     on_progress: Callable[[float], None] | None = None,
+    log: EpisodeLog | None = None,
 ) -> EpisodeRun:
     """Run one episode: every prompt ends served or refused.
 
@@ -72,6 +78,8 @@ def run_episode(
         charge_decision_time: When a decision takes effect (see `DecisionCharge`): by
             default after the wall time its agents took.
         on_progress: Called with the simulated time after every tick.
+        log: The episode in a run's checkpoint: its recorded cycles are replayed on the city
+            (no controller called), then every new cycle is written to it.
     """
     if isinstance(policy, str):
         spec = POLICIES.create(policy)
@@ -89,15 +97,26 @@ def run_episode(
     start = time.perf_counter()
     city = SimulatedCity(scenario, workload, router, seed=seed)
     run = EpisodeRun(policy=name, outcomes=city.out, setup_s=time.perf_counter() - start)
-    decide_wall = 0.0
+    replay = log.replay_plan(controller) if log is not None else []
+    decide_wall = sum(c.decide_s for c in replay)
     t = tick
     while t <= deadline + 1e-9:
         city.advance(t)
+        k = len(run.decisions)
         t0 = time.perf_counter()
-        decision, report = controller.step(
-            city, scenario, charge_decision_time=charge_decision_time
-        )
-        decide_wall += time.perf_counter() - t0
+        if k < len(replay):
+            decision, report = replay_cycle(city, replay[k])
+        else:
+            decision, report = controller.step(
+                city, scenario, charge_decision_time=charge_decision_time
+            )
+            decide_wall += time.perf_counter() - t0
+            if log is not None:
+                if k and k == len(replay) and not log.finished:
+                    log.resumed(k, t0 - start)
+                log.record(k, t, decision, report, controller=controller,
+                           decide_s=time.perf_counter() - t0,
+                           elapsed_s=time.perf_counter() - start + prior_s(replay))  # fmt: skip
         run.reports.append(report)
         run.decisions.append(decision)
         run.ticks.append(_tick_record(t, city))
@@ -107,6 +126,14 @@ def run_episode(
             break
         t = max(t + tick, city.now)
     run.outcomes = city.finish()
-    run.wall_s = time.perf_counter() - start
+    run.wall_s = time.perf_counter() - start + prior_s(replay)
     run.sim_wall_s = run.wall_s - decide_wall
+    if log is not None:
+        run.wall_s, run.sim_wall_s = log.walls or (run.wall_s, run.sim_wall_s)
+        log.finish(run.wall_s, run.sim_wall_s)
     return run
+
+
+def prior_s(replay: list) -> float:
+    """Wall seconds the killed process had spent on the episode when it wrote its last cycle."""
+    return replay[-1].elapsed_s if replay else 0.0

@@ -14,6 +14,7 @@ from edgeagents.agents.lmconfig import AGENTS, AgentsLMConfig
 from edgeagents.core.env import DecisionCharge
 from edgeagents.core.scenario import Scenario
 from edgeagents.experiments.bench import BenchReport, compare
+from edgeagents.experiments.checkpoint import RunCheckpoint
 from edgeagents.experiments.driver import EpisodeRun
 from edgeagents.policies import ROUTERS
 from edgeagents.sim.workload import Workload
@@ -149,10 +150,12 @@ def agents_policy(
     memory: Any = None,
     thread_id: str | None = None,
     search_budget_s: float | None = None,
+    checkpointer: Any = None,
 ) -> tuple[Any, Any]:
     """The agents as a (router, controller) pair for the driver: the weighted router applies
     the scheduler's policy; `models` holds each agent's chat model (None: no LM);
-    `search_budget_s` replaces the planner's wall-time budget for its plan search."""
+    `search_budget_s` replaces the planner's wall-time budget for its plan search;
+    `checkpointer` keeps the graph's state per cycle in the thread `thread_id`."""
     from graphs.controller import AgentsController
 
     return ROUTERS.create("weighted"), AgentsController(
@@ -163,6 +166,7 @@ def agents_policy(
         lm_timeouts_s={a: getattr(lm_config, a).timeout_s for a in AGENTS},
         memory=memory,
         thread_id=thread_id,
+        checkpointer=checkpointer,
         planner_kwargs={} if search_budget_s is None else {"search_budget_s": search_budget_s},
     )
 
@@ -179,11 +183,13 @@ def run_agents(
     charge_decision_time: DecisionCharge = True,
     on_progress: Callable[[str, float], None] | None = None,
     memory: Any = None,
+    checkpoint: RunCheckpoint | None = None,
 ) -> tuple[RunReport, dict[str, EpisodeRun]]:
     """Baselines, then the agents (named `agents`), then, if the agents use an LM, the same
     agents without it (`agents-none`), all on one workload and seed. `memory` (an
     `ExperienceStore`) is the experience memory of both agents runs. A fixed
-    `charge_decision_time` (seconds) also lifts the LM and plan-search wall limits."""
+    `charge_decision_time` (seconds) also lifts the LM and plan-search wall limits. With a
+    `checkpoint`, every episode is written to it, and what it holds is replayed, not rerun."""
     from edgeagents.agents.llm import create_chat_model
 
     lm_config, search_budget_s = wall_limits(lm_config, charge_decision_time)
@@ -191,10 +197,14 @@ def run_agents(
     models = {a: create_chat_model(getattr(lm_config, a)) for a in AGENTS}
 
     def agents(use_lm: bool) -> tuple[Any, Any]:
+        if checkpoint is not None:
+            thread, saver = "agents" if use_lm else "agents-none", checkpoint.saver
+        else:
+            thread = f"agents-{'lm' if use_lm else 'none'}-seed{seed}" if memory else None
+            saver = None
         return agents_policy(
             lm_config, models if use_lm else dict.fromkeys(AGENTS), memory=memory,
-            thread_id=f"agents-{'lm' if use_lm else 'none'}-seed{seed}" if memory else None,
-            search_budget_s=search_budget_s,
+            thread_id=thread, search_budget_s=search_budget_s, checkpointer=saver,
         )  # fmt: skip
 
     policies: list[Any] = list(baselines)
@@ -213,6 +223,7 @@ def run_agents(
     report, runs = compare(
         scenario, policies, names=names, duration_s=duration_s, seed=seed, workload=workload,
         on_progress=on_progress, charge_decision_time=charge_decision_time,
+        checkpoint=checkpoint,
     )  # fmt: skip
     costs = {"agents": agent_costs(runs["agents"], specs)}
     if "agents-none" in runs:

@@ -5,9 +5,10 @@ workload and seed, decisions charged a fixed time so that a row repeats to the d
 crash and a link cut (the scenario's own failure events, down then up), an overload (every
 demand x3 in a window, queues bounded), the agents' LM endpoint down, slow or answering
 garbage (a local HTTP server, `lm_server`), and the experience store's disk going bad mid-run
-(`store_fault`). A row says where every prompt went (none may be lost), latency before,
+(`store_fault`), and `edgeagents run` SIGKILLed mid-episode and resumed from its checkpoint
+(`kill_resume`). A row says where every prompt went (none may be lost), latency before,
 during and after the fault window, when it came back, and which path each decision took.
-A case that cannot run yet (`kill-and-resume`) is a row that says why, never a result.
+A case that cannot run yet is a row that says why, never a result.
 """
 
 from edgeagents.experiments.faults.campaign import run_faults
@@ -20,6 +21,7 @@ from edgeagents.experiments.faults.report import (
     FaultsSettings,
     LMFaultFigures,
     MemoryFaultFigures,
+    ProcessFaultFigures,
 )
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "LMFaultFigures",
     "MemoryFaultFigures",
     "PolicyFigures",
+    "ProcessFaultFigures",
     "fault_window",
     "lm_endpoint",
     "run_faults",

@@ -82,8 +82,10 @@ class Campaign:
                 self.city_row(row)
             elif kind == "lm":
                 self.lm_row(row)
-            else:
+            elif kind == "memory":
                 self.memory_row(row)
+            else:
+                self.process_row(row)
             row.problems = row_problems(row)
         except Exception as e:
             row.problems.append(f"{type(e).__name__}: {e}"[:300])
@@ -245,6 +247,49 @@ class Campaign:
                 stored_after_fault=fault.stored_since_repair(), warnings=len(said),
                 first_warning=said[0] if said else None, **reopens(store.path),
             )  # fmt: skip
+
+    def process_row(self, row: FaultRow) -> None:
+        """`edgeagents run` killed mid-episode and resumed from its checkpoint (subprocesses);
+        the agents' figures are the resumed run's, replayed here from its checkpoint, around
+        the cycle the kill cost (the one after the last checkpointed)."""
+        from edgeagents.experiments.faults.kill_resume import kill_and_resume
+
+        tick = self.scenario.control.tick_s
+        row.fault = "SIGKILL `edgeagents run` mid-episode, resume it with --resume"
+        with TemporaryDirectory(prefix="edgeagents-faults-") as tmp:
+            p = row.process = kill_and_resume(self.settings, Path(tmp), round(self.horizon / tick))
+            row.window_s = None
+            if p.resumed_at_s is None:
+                return
+            at = p.resumed_at_s
+            window = row.window_s = (at, min(at + tick, self.horizon))
+            row.fault += f" (killed after {p.killed_after_cycles} agents cycles, {at:g} s)"
+            row.agents = self.replayed(Path(p.checkpoint), window)
+        row.baseline = self.baseline(window=window)
+
+    def replayed(self, path: Path, window: tuple[float, float]) -> PolicyFigures:
+        """The agents' episode of a finished checkpoint, replayed (no agent or LM called)."""
+        from edgeagents.experiments.checkpoint import RunCheckpoint, fingerprint, run_options
+
+        s = self.settings
+        lm = resolve_lm_config(llm=s.llm)
+        options = run_options(seed=s.seed, duration_s=self.horizon, baselines=[s.baseline],
+                              with_none=False, charge=s.decision_s, lm_config=lm)  # fmt: skip
+        cp = RunCheckpoint(path, fingerprint(self.scenario, self.workload, options=options),
+                           resume=True)  # fmt: skip
+        try:
+            router, controller = self.agents()
+            log = cp.episode("agents")
+            if not log.finished:
+                raise RuntimeError("the resumed run's checkpoint holds no finished agents episode")
+            run = run_episode(
+                self.scenario, self.workload, (router, controller), seed=s.seed,
+                duration_s=self.horizon, charge_decision_time=s.decision_s, log=log,
+            )  # fmt: skip
+        finally:
+            cp.close()
+        run.policy = "agents"
+        return self.figures(run, self.workload, agents=True, window=window)
 
 
 def run_faults(

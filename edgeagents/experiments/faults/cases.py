@@ -35,13 +35,7 @@ LM_MODES: dict[str, str] = {
 }
 """LM case -> how its endpoint misbehaves (`down`: nothing listens; else a `FakeLMServer` mode)."""
 
-NOT_IMPLEMENTED: dict[str, tuple[str, str]] = {
-    "kill-and-resume": (
-        "SIGKILL `edgeagents run` mid-episode, resume it from its SQLite checkpoint",
-        "`edgeagents run` has no --resume yet: the graph can be compiled with a SqliteSaver, "
-        "but the run does not checkpoint the simulated city or restart from one",
-    ),
-}
+NOT_IMPLEMENTED: dict[str, tuple[str, str]] = {}
 """Case -> (the fault, why it cannot run yet). Listed as rows, never given a result."""
 
 

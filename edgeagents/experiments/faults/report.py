@@ -69,6 +69,35 @@ class MemoryFaultFigures(BaseModel):
     reopen_error: str | None = None
 
 
+class ProcessFaultFigures(BaseModel):
+    """What the kill-and-resume row did to `edgeagents run`, and what came of it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    checkpoint: str = Field(description="The run's checkpoint (in a temporary folder).")
+    target_cycles: int = Field(description="Agents cycles checkpointed before the kill.")
+    killed_exit_code: int = Field(description="-9: the SIGKILL ended it.")
+    killed_after_cycles: int = Field(description="Agents cycles in the file after the kill.")
+    checkpoint_opens: bool = Field(description="The killed run's file passes SQLite's check.")
+    open_error: str | None = None
+    resume_exit_code: int
+    resume_error: str | None = None
+    resumed_at_s: float | None = Field(
+        default=None, description="Simulated time of the last cycle the resume replayed."
+    )
+    replay_s: float | None = Field(
+        default=None, description="Wall s the resume spent replaying the agents' cycles."
+    )
+    resume_wall_s: float = Field(description="Wall s of the whole resumed process.")
+    uninterrupted_wall_s: float = Field(description="Wall s of the uninterrupted run.")
+    prompts: dict[str, int] = Field(default_factory=dict, description="Resumed: per policy.")
+    uninterrupted_prompts: dict[str, int] = Field(default_factory=dict)
+    same_figures: bool = Field(
+        default=False, description="Every field of the two reports but wall clock is equal."
+    )
+    differences: list[str] = Field(default_factory=list, description="Fields that differ.")
+
+
 class FaultRow(BaseModel):
     """One fault case: the agents, and the baseline on the same workload and seed."""
 
@@ -87,6 +116,7 @@ class FaultRow(BaseModel):
     baseline: PolicyFigures | None = None
     lm: LMFaultFigures | None = None
     memory: MemoryFaultFigures | None = None
+    process: ProcessFaultFigures | None = None
     wall_s: float = 0.0
 
 
@@ -109,7 +139,9 @@ class FaultsReport(BaseModel):
 def row_problems(row: FaultRow) -> list[str]:
     """Why a row that ran fails: a lost prompt; a control loop that stopped before the horizon;
     an LM row in which an LM call answered, or none was made; a memory row with no warning
-    (the fault did not bite) or a store that does not reopen."""
+    (the fault did not bite) or a store that does not reopen; a kill-and-resume row whose run
+    was not killed mid-episode, whose checkpoint does not open or resume, or whose resumed run
+    differs from the uninterrupted one (with an LM: in its prompt counts)."""
     out = []
     for fig in (row.agents, row.baseline):
         if fig is None:
@@ -129,4 +161,23 @@ def row_problems(row: FaultRow) -> list[str]:
             out.append("memory: no warning, so the fault was not exercised")
         if not row.memory.reopens:
             out.append(f"memory: the store does not reopen ({row.memory.reopen_error})")
+    if row.process is not None:
+        out += process_problems(row.process, exact=row.agents is None or row.agents.paths is None
+                                or row.agents.paths.lm_calls == 0)  # fmt: skip
+    return out
+
+
+def process_problems(p: ProcessFaultFigures, *, exact: bool) -> list[str]:
+    """Why a kill-and-resume row fails; `exact`: no LM call, so every figure must repeat."""
+    out = []
+    if p.killed_exit_code != -9:
+        out.append(f"the run ended (exit {p.killed_exit_code}) before it could be killed")
+    if not p.checkpoint_opens:
+        out.append(f"the killed run's checkpoint does not open ({p.open_error})")
+    if p.resume_exit_code != 0:
+        out.append(f"the resume failed: {p.resume_error}")
+    elif p.prompts != p.uninterrupted_prompts:
+        out.append(f"prompts {p.prompts} resumed, {p.uninterrupted_prompts} uninterrupted")
+    elif exact and not p.same_figures:
+        out.append(f"the resumed figures differ from the uninterrupted run's: {p.differences[:3]}")
     return out
