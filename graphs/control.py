@@ -20,7 +20,7 @@ from edgeagents.core.control_state import ControlState
 from edgeagents.core.env import Environment, decision_delay_s
 from edgeagents.core.notice import Notice, read_notice_inputs, replan_due
 from edgeagents.core.scenario import Scenario, load_scenario
-from edgeagents.core.state import Decision
+from edgeagents.core.state import Decision, Telemetry
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -107,7 +107,8 @@ def observe(
     state: ControlState, config: RunnableConfig, *, resolver: EnvResolver, memory: bool
 ) -> dict:
     """Telemetry of the city now, the notices published since, and whether the planner runs
-    this cycle (a new epoch, a notice, an intent window about to open or close)."""
+    this cycle (a new epoch, a notice, an intent window about to open or close, a site or
+    link down or back)."""
     env = resolver.env(config)
     sc = resolver.scenario(config)
     telemetry = env.observe()
@@ -116,6 +117,7 @@ def observe(
     unread, errors = published_notices(state, sc, env, telemetry.time_s)
     intents = list((state.get("intents") or {}).values())
     last = state.get("time_s", -1.0)
+    outages = outages_of(telemetry)
     update: dict[str, Any] = {
         "time_s": telemetry.time_s,
         "cycle": state.get("cycle", 0) + 1,
@@ -124,7 +126,9 @@ def observe(
         "run_planner": plan is None
         or plan.epoch < epoch
         or bool(unread or errors)
-        or replan_due(intents, last, telemetry.time_s),
+        or replan_due(intents, last, telemetry.time_s)
+        or outages != state.get("outages", outages),
+        "outages": outages,
         "unread_notices": unread,
         "notice_errors": errors,
         "actions": None,
@@ -140,6 +144,13 @@ def observe(
         new = [s for s in seen if s not in (state.get("shifts_seen") or [])]
         update |= {"shifts_seen": seen, "shift": new[0] if new else None}
     return update
+
+
+def outages_of(telemetry: Telemetry) -> list[str]:
+    """Sites and links down now, as sorted names: when they change, the plan (made for the city
+    as it was) is remade at once rather than at the next epoch."""
+    sites = [f"site {s.site}" for s in telemetry.sites if not s.up]
+    return sorted(sites + [f"link {'-'.join(sorted(link))}" for link in telemetry.down_links])
 
 
 def fan_out(state: ControlState) -> list[Send]:

@@ -55,6 +55,32 @@ def test_planner_runs_only_at_epoch_boundaries():
     assert len(planned) < len(ticks)
 
 
+@pytest.mark.parametrize(
+    "events",
+    [
+        [
+            {"at_s": 27.0, "kind": "site_down", "site": "c"},
+            {"at_s": 47.0, "kind": "site_up", "site": "c"},
+        ],
+        [
+            {"at_s": 27.0, "kind": "link_down", "link": ["a", "b"]},
+            {"at_s": 47.0, "kind": "link_up", "link": ["a", "b"]},
+        ],
+    ],
+    ids=["site", "link"],
+)
+def test_planner_runs_when_a_site_or_link_goes_down_or_comes_back(events):
+    """Mid-epoch (epochs of 20 s start at 20 and 40), the first tick that sees the outage and
+    the first that sees it over both re-plan; no other mid-epoch tick does (the first tick,
+    5 s, plans because there is no plan yet)."""
+    sc = tiny_scenario(**TWO_SITES, events=events)
+    _, _, run = episode(None, scenario=sc, charge=False)
+    planned = [d.time_s for d in run.decisions if "planner" in agents_of(d)]
+    epoch = sc.control.planning_epoch_s
+    mid_epoch = [t for t in planned if t % epoch != 0]
+    assert mid_epoch == [5.0, 30.0, 50.0]
+
+
 def test_deployers_fan_out_one_per_live_site():
     sc = tiny_scenario(**TWO_SITES, events=[{"at_s": 22.0, "kind": "site_down", "site": "c"}])
     _, _, run = episode(None, scenario=sc, charge=False)  # a loaded machine cannot move a tick

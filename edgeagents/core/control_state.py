@@ -62,3 +62,5 @@ class ControlState(TypedDict, total=False):
     intents: dict[str, Any]
     """Notice id -> the `Intent` read from it (every notice read so far, `none` included)."""
     intent_baselines: dict[str, dict[str, float]]
+    outages: list[str]
+    """Sites and links down at the last observation (`site S`, `link A-B`)."""
