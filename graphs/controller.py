@@ -28,6 +28,7 @@ CARRIED = (
     "intents",
     "intent_baselines",
     "notice_errors_seen",
+    "routing_evaluated",
 )
 """What one cycle hands the next when no checkpointer keeps the thread's state."""
 

@@ -62,3 +62,12 @@ class ControlState(TypedDict, total=False):
     intents: dict[str, Any]
     """Notice id -> the `Intent` read from it (every notice read so far, `none` included)."""
     intent_baselines: dict[str, dict[str, float]]
+    region: str
+    """The region a region planner plans (sent by the planner's fan-out)."""
+    region_jobs: dict[str, Any] | None
+    """Region -> its `RegionJob` this epoch (a city of several regions only)."""
+    region_plans: Annotated[dict[str, Any], merge_by_key]
+    """Region -> its `RegionPlan`, written by the region planners in parallel."""
+    plan_started_wall_s: float
+    routing_evaluated: dict[str, int]
+    """Region -> the cycle its routes were last evaluated (a city of several regions)."""
