@@ -16,7 +16,7 @@ from langgraph.types import Send
 
 from edgeagents.agents.agent import LMCall
 from edgeagents.agents.coordinator import COORDINATOR, coordinate
-from edgeagents.agents.deployer import create_deployer
+from edgeagents.agents.deployer import create_deployer, has_work
 from edgeagents.agents.planner import create_planner
 from edgeagents.agents.region_planner import create_region_planner, open_regions
 from edgeagents.agents.region_scheduler import regional_routing
@@ -155,6 +155,7 @@ def observe(
         "shift": None,
         "region_jobs": None,
         "region_plans": None,
+        "regional": len(sc.region_sites) > 1,
     }
     if memory:
         from memory.experience import detect_shifts
@@ -166,10 +167,12 @@ def observe(
 
 
 def fan_out(state: ControlState) -> list[Send]:
-    """One deployer per site that is up, in parallel; with none up, straight to the scheduler."""
-    return [
-        Send("deployer", {**state, "site": s.site}) for s in state["telemetry"].sites if s.up
-    ] or [Send("scheduler", state)]
+    """One deployer per site that is up, in parallel (in a city of several regions, per site
+    with work to do: `has_work`); with none, straight to the scheduler."""
+    sites = [s.site for s in state["telemetry"].sites if s.up]
+    if state.get("regional"):
+        sites = [s for s in sites if has_work(state, s)]
+    return [Send("deployer", {**state, "site": s}) for s in sites] or [Send("scheduler", state)]
 
 
 def after_observe(state: ControlState, *, first: str) -> list[Send] | str:

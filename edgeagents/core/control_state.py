@@ -62,6 +62,8 @@ class ControlState(TypedDict, total=False):
     intents: dict[str, Any]
     """Notice id -> the `Intent` read from it (every notice read so far, `none` included)."""
     intent_baselines: dict[str, dict[str, float]]
+    regional: bool
+    """Whether the city has several regions (planned and routed region by region)."""
     region: str
     """The region a region planner plans (sent by the planner's fan-out)."""
     region_jobs: dict[str, Any] | None
