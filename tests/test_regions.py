@@ -164,6 +164,10 @@ def test_graph_with_regions_runs_ticks_with_no_lm():
     for s in states:
         assert s["report"] is not None and s["routing"].routes["llm"]
     assert env.now >= 15.0
+    deployers = [[r.agent for r in s["decision"].records if r.agent.startswith("deployer:")]
+                 for s in states]  # fmt: skip
+    assert deployers[0], "the new plan's moves and shares have deployers"
+    assert deployers[1:] == [[], []], "ticks with nothing planned or lost run none"
 
 
 def test_scheduler_budget_reaches_every_region_in_turn(monkeypatch):

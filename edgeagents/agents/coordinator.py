@@ -135,6 +135,8 @@ def coordinate(state: ControlState, config: RunnableConfig = NO_CONFIG) -> dict[
     plan = build_plan(merged, priorities, telemetry, scenario, epoch)
     if any(c.name.startswith(LM_PLAN_SOURCE) for c in chosen):
         plan = plan.model_copy(update={"source": "lm"})
+    elif any(c.name.startswith("remembered") for c in chosen):
+        plan = plan.model_copy(update={"source": "memory"})
     pending: dict[str, list[DeploymentAction]] = {s.name: [] for s in scenario.sites}
     for a in plan.actions:
         pending[a.site].append(a)

@@ -24,7 +24,7 @@ from edgeagents.core.notice import draining_sites
 from edgeagents.core.scenario import Scenario
 from edgeagents.core.state import AgentRecord, RoutingPolicy, SiteWeight
 
-TICK_PROMPT_BUDGET = 60_000
+TICK_PROMPT_BUDGET = 30_000
 """Prompts the scheduler's twin may simulate in one tick, over every region and routing
 option; the first region in line is always evaluated (docs/decisions.md)."""
 
