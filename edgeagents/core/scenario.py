@@ -294,6 +294,7 @@ class Scenario(_Config):
         home: dict[str, str] = {}
         graph = self._graph() if self.regions else None
         names = set(self.site_names)
+        homed = {c.site for c in self.cells}
         for i, region in enumerate(self.regions):
             for site in region.sites:
                 if site not in names:
@@ -305,7 +306,7 @@ class Scenario(_Config):
                 home[site] = region.name
             if not nx.is_connected(graph.subgraph(region.sites)):  # type: ignore[union-attr]
                 raise ValueError(f"regions[{i}]: its sites are not joined by links among them")
-            if not any(c.site in region.sites for c in self.cells):
+            if homed.isdisjoint(region.sites):
                 raise ValueError(f"regions[{i}]: no cell is homed at its sites")
         if self.regions and len(home) < len(self.sites):
             lost = next(s for s in self.site_names if s not in home)
