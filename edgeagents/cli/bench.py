@@ -212,13 +212,15 @@ def print_scale(report: ScaleReport) -> None:
         f"{report.agent_ticks} ticks, planning every {report.epoch_ticks})",
         caption="µs/prompt and prompts/s leave out the city's setup (network paths); "
         "route = inside Router.route, per prompt; tick = the agents' step less the epoch "
-        "decision, wall s p50/p95/max over the ticks (cpu: the step's CPU s, p95); epoch = "
-        "the planner's decision (several regions: planner to coordinator), wall s p50/max; "
+        "decision, wall s p50/p95/max over the ticks (tick cpu: the step's CPU s, p95, ticks "
+        "without planning); epoch = the planner's decision (several regions: planner to "
+        "coordinator), wall s p50/max (epoch cpu: the planning steps' CPU s, max); "
         "peak = tracemalloc peak of workload + greedy episode; RSS = process peak after the "
         "agents (ru_maxrss, cumulative).",
     )
     for col in ("sites", "regions", "replicas", "prompts", "prompts/s", "µs/prompt",
-                "route µs", "tick p50/p95/max s", "tick cpu", "epoch p50/max s", "deployers",
+                "route µs", "tick p50/p95/max s", "tick cpu", "epoch p50/max s", "epoch cpu",
+                "deployers",
                 "peak MiB", "RSS MiB"):  # fmt: skip
         t.add_column(col, justify="right")
     for r in report.rows:
@@ -228,6 +230,7 @@ def print_scale(report: ScaleReport) -> None:
             f"{r.prompts_per_s:,.0f}", f"{r.us_per_prompt:.1f}", f"{r.route_us_per_prompt:.1f}",
             _spread(a.tick_decision, ("p50", "p95", "max")),
             _spread(a.tick_cpu, ("p95",)), _spread(a.epoch_decision, ("p50", "max")),
+            _spread(a.epoch_cpu, ("max",)),
             "/".join(str(k.deployers) for k in a.ticks) or "-",
             f"{r.peak_mib:.1f}", number_cell(a.peak_rss_mib, "{:.0f}"),
         )  # fmt: skip

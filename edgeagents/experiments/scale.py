@@ -98,7 +98,12 @@ class AgentsFigures(_Model):
     epoch_ticks: int = Field(default=0, description="Ticks per planning epoch in the run.")
     ticks: list[AgentTick] = Field(default_factory=list)
     tick_decision: Spread | None = Field(default=None, description="Over every tick, wall s.")
-    tick_cpu: Spread | None = Field(default=None, description="CPU s of the steps, every tick.")
+    tick_cpu: Spread | None = Field(
+        default=None, description="CPU s of the steps of the ticks without planning."
+    )
+    epoch_cpu: Spread | None = Field(
+        default=None, description="CPU s of the steps that planned (the tick's decision too)."
+    )
     epoch_decision: Spread | None = Field(default=None, description="Over the epochs, wall s.")
     tick_decision_p95_s: float | None = None
     planner_s: float | None = Field(default=None, description="The slowest epoch decision.")
@@ -263,7 +268,9 @@ def run_agents(
     assert tick is not None
     return AgentsFigures(
         tick_s=tick_s, regions=len(sc.region_sites), epoch_ticks=epoch_ticks, ticks=out,
-        tick_decision=tick, tick_cpu=Spread.of([t.cpu_s for t in out]), epoch_decision=epoch,
+        tick_decision=tick, epoch_decision=epoch,
+        tick_cpu=Spread.of([t.cpu_s for t in out if t.planner_s is None]),
+        epoch_cpu=Spread.of([t.cpu_s for t in out if t.planner_s is not None]),
         tick_decision_p95_s=tick.p95, planner_s=None if epoch is None else epoch.max,
         peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         tick_met=tick.p95 <= tick_s,
