@@ -156,6 +156,8 @@ def test_an_lm_cannot_move_a_region_outside_it():
     assert all(home[a.site] == "west" for a in state["region_plans"]["west"].candidate.actions)
     prompts = [str(m[1].content) for m in model.seen if str(m[0].content).startswith("Planner")]
     assert prompts and all("Plans: predicted mean s" in p for p in prompts)
+    routed = {r.agent for r in state["decision"].records if r.agent.startswith("scheduler:")}
+    assert routed == {"scheduler:west", "scheduler:east"}, "each region's menu is its own step"
 
 
 def test_graph_with_regions_runs_ticks_with_no_lm():
