@@ -1,5 +1,7 @@
 """The control graph: observe -> planner (at epoch boundaries) -> deployers (one per site, in
-parallel through `Send`) -> scheduler -> apply. One invocation is one control cycle."""
+parallel through `Send`) -> scheduler -> apply. One invocation is one control cycle. In a
+city of several regions the planner fans out to a region planner per region (`Send`) and a
+coordinator merges their plans before the deployers."""
 
 from __future__ import annotations
 
@@ -13,8 +15,11 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
 
 from edgeagents.agents.agent import LMCall
-from edgeagents.agents.deployer import create_deployer
+from edgeagents.agents.coordinator import COORDINATOR, coordinate
+from edgeagents.agents.deployer import create_deployer, has_work
 from edgeagents.agents.planner import create_planner
+from edgeagents.agents.region_planner import create_region_planner, open_regions
+from edgeagents.agents.region_scheduler import regional_routing
 from edgeagents.agents.scheduler import create_scheduler
 from edgeagents.core.control_state import ControlState
 from edgeagents.core.env import Environment, decision_delay_s
@@ -103,6 +108,22 @@ def with_scenario(
     return node(state, cfg)
 
 
+def by_regions(
+    state: ControlState,
+    config: RunnableConfig,
+    *,
+    node: Callable[..., dict],
+    regional: Callable[[Any, ControlState, Scenario], dict],
+    resolver: EnvResolver,
+) -> dict:
+    """An agent's node: in a city of one region the agent itself; in a city of several, its
+    regional form (`open_regions`, `regional_routing`) with the agent's settings."""
+    sc = resolver.scenario(config)
+    if len(sc.region_sites) == 1:
+        return with_scenario(state, config, node=node, resolver=resolver)
+    return regional(node, state, sc)
+
+
 def observe(
     state: ControlState, config: RunnableConfig, *, resolver: EnvResolver, memory: bool
 ) -> dict:
@@ -136,6 +157,9 @@ def observe(
         "recalled": [],
         "recalled_plan": None,
         "shift": None,
+        "region_jobs": None,
+        "region_plans": None,
+        "regional": len(sc.region_sites) > 1,
     }
     if memory:
         from memory.experience import detect_shifts
@@ -154,14 +178,26 @@ def outages_of(telemetry: Telemetry) -> list[str]:
 
 
 def fan_out(state: ControlState) -> list[Send]:
-    """One deployer per site that is up, in parallel; with none up, straight to the scheduler."""
-    return [
-        Send("deployer", {**state, "site": s.site}) for s in state["telemetry"].sites if s.up
-    ] or [Send("scheduler", state)]
+    """One deployer per site that is up, in parallel (in a city of several regions, per site
+    with work to do: `has_work`); with none, straight to the scheduler."""
+    sites = [s.site for s in state["telemetry"].sites if s.up]
+    if state.get("regional"):
+        sites = [s for s in sites if has_work(state, s)]
+    return [Send("deployer", {**state, "site": s}) for s in sites] or [Send("scheduler", state)]
 
 
 def after_observe(state: ControlState, *, first: str) -> list[Send] | str:
     return first if state["run_planner"] or state.get("shift") else fan_out(state)
+
+
+def after_planner(state: ControlState) -> list[Send] | str:
+    """A city of one region has its plan: the deployers. A city of several: a region
+    planner for each region given a search, in parallel, else the coordinator at once."""
+    jobs = state.get("region_jobs")
+    if not jobs:
+        return fan_out(state)
+    searched = [r for r, job in jobs.items() if job.prompt_budget > 0]
+    return [Send("region_planner", {**state, "region": r}) for r in searched] or COORDINATOR
 
 
 def after_recall(state: ControlState) -> list[Send] | str:
@@ -234,11 +270,14 @@ def create_control_graph(
     """
     check_state_schema(state_schema)
     resolver = EnvResolver(scenario, env_factory)
+    planner = create_planner(
+        planner_model or model, lm_call=lm_call,
+        **agent_kwargs("planner", lm_timeouts_s, planner_kwargs),
+    )  # fmt: skip
     agents = {
-        "planner": create_planner(
-            planner_model or model, lm_call=lm_call,
-            **agent_kwargs("planner", lm_timeouts_s, planner_kwargs),
-        ),
+        "planner": planner,
+        "region_planner": create_region_planner(planner),
+        COORDINATOR: coordinate,
         "deployer": create_deployer(
             deployer_model or model, lm_call=lm_call,
             **agent_kwargs("deployer", lm_timeouts_s, None),
@@ -251,8 +290,13 @@ def create_control_graph(
     first = "recall" if memory is not None else "planner"
     graph = StateGraph(state_schema)
     graph.add_node("observe", bind(observe, resolver=resolver, memory=memory is not None))
+    regional = {"planner": open_regions, "scheduler": regional_routing}
     for name, node in agents.items():
-        graph.add_node(name, bind(with_scenario, name, node=node, resolver=resolver))
+        if name in regional:
+            step = bind(by_regions, name, node=node, regional=regional[name], resolver=resolver)
+        else:
+            step = bind(with_scenario, name, node=node, resolver=resolver)
+        graph.add_node(name, step)
     graph.add_node("apply", bind(apply, resolver=resolver))
     graph.add_edge(START, "observe")
     graph.add_conditional_edges(
@@ -264,7 +308,11 @@ def create_control_graph(
         recall = create_recall(memory, k=memory_k)
         graph.add_node("recall", bind(with_scenario, "recall", node=recall, resolver=resolver))
         graph.add_conditional_edges("recall", after_recall, ["planner", "deployer", "scheduler"])
-    graph.add_conditional_edges("planner", fan_out, ["deployer", "scheduler"])
+    graph.add_conditional_edges(
+        "planner", after_planner, ["deployer", "scheduler", "region_planner", COORDINATOR]
+    )
+    graph.add_edge("region_planner", COORDINATOR)
+    graph.add_conditional_edges(COORDINATOR, fan_out, ["deployer", "scheduler"])
     graph.add_edge("deployer", "scheduler")
     graph.add_edge("scheduler", "apply")
     graph.add_edge("apply", END)

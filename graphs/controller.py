@@ -29,6 +29,7 @@ CARRIED = (
     "intent_baselines",
     "notice_errors_seen",
     "outages",
+    "routing_evaluated",
 )
 """What one cycle hands the next when no checkpointer keeps the thread's state."""
 

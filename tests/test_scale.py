@@ -72,3 +72,15 @@ def test_cli_bad_input_is_one_line(args):
     res = CliRunner().invoke(app, ["bench", "scale", *args])
     assert res.exit_code == 2
     assert len(res.output.strip().splitlines()) == 1, res.output
+
+
+def test_a_city_of_several_regions_reports_its_epochs_and_ticks():
+    r = region_scale([30], target_prompts=100, agent_ticks=3, epoch_ticks=2)
+    a = r.rows[0].agents
+    assert a.regions == 2 and a.epoch_ticks == 2 and len(a.ticks) == 3
+    planned = [t.tick for t in a.ticks if t.planner_s is not None]
+    assert planned == [0, 1], "the first tick plans, then every second tick's epoch"
+    assert a.epoch_decision is not None and a.epoch_decision.max == a.planner_s
+    assert a.tick_decision.p50 <= a.tick_decision.p95 <= a.tick_decision.max
+    assert all(t.cpu_s > 0 for t in a.ticks) and a.peak_rss_mib > 0
+    assert a.ticks[2].deployers < r.rows[0].sites, "a tick without news runs fewer deployers"

@@ -16,7 +16,7 @@ from edgeagents.agents.agent import (
     option_number,
 )
 from edgeagents.agents.lmconfig import DEFAULT_TIMEOUT_S
-from edgeagents.agents.tools import ActionSet, deployer_menu
+from edgeagents.agents.tools import ActionSet, deployer_menu, site_index
 from edgeagents.core.control_state import ControlState
 from edgeagents.core.scenario import Scenario
 from edgeagents.core.state import DeploymentAction, Telemetry
@@ -96,16 +96,33 @@ def create_deployer(
     )
 
 
+def has_work(state: ControlState, site: str) -> bool:
+    """Whether the deployer of `site` has more than `hold` to choose from: moves planned
+    there, compute shares to retune (a new plan, a GPU with two replicas or more), or a model
+    with no replica in the city to recover. The graph runs only these in a city of several
+    regions, so a tick's deployers grow with what changed, not with the city."""
+    if (state.get("pending") or {}).get(site):
+        return True
+    telemetry = state["telemetry"]
+    index = site_index(telemetry)
+    if any(m.model not in index.placed for m in telemetry.models):
+        return True
+    if not state.get("run_planner", True):
+        return False
+    gpus = [r.deployment.gpu_index for r in index.replicas.get(site, [])]
+    return len(gpus) > len(set(gpus))
+
+
 def render_deployer_prompt(site: str, telemetry: Telemetry, menu: list[ActionSet]) -> str:
     lines = [f"Site {site}"]
-    for s in telemetry.sites:
-        if s.site == site:
-            lines += [f"gpu{g.index} {g.type} {g.free_memory_gb:.0f} GB free" for g in s.gpus]
+    index = site_index(telemetry)
+    if site in index.sites:
+        gpus = index.sites[site].gpus
+        lines += [f"gpu{g.index} {g.type} {g.free_memory_gb:.0f} GB free" for g in gpus]
     lines.append("Replica: gpu, queue, busy")
-    for r in telemetry.replicas:
+    for r in index.replicas.get(site, []):
         d = r.deployment
-        if d.site == site:
-            lines.append(f"{d.model} gpu{d.gpu_index} {r.queue_len} {r.busy_share:.0%}")
+        lines.append(f"{d.model} gpu{d.gpu_index} {r.queue_len} {r.busy_share:.0%}")
     lines.append("Options:")
     lines += [
         f"{option_number(k)} {m.name}: "

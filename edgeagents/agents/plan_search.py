@@ -18,6 +18,10 @@ from edgeagents.agents.twin import Prediction, WhatIf
 from edgeagents.core.scenario import Scenario
 from edgeagents.core.state import DeploymentAction, Telemetry
 
+PLAN_PROMPT_BUDGET = 300_000
+"""Prompts the planner's twin may simulate in one epoch, over every region and candidate:
+the epoch decision's cost stays bounded however large the city (docs/decisions.md)."""
+
 
 def placement_moves(
     telemetry: Telemetry,
@@ -114,6 +118,11 @@ def placement_actions(
     return unloads + loads
 
 
+def over_budget(whatif: WhatIf, prompt_budget: int) -> bool:
+    """Whether one more evaluation would simulate more than `prompt_budget` prompts."""
+    return whatif.simulated + len(whatif.workload) > prompt_budget
+
+
 def search_plans(
     whatif: WhatIf,
     telemetry: Telemetry,
@@ -123,12 +132,14 @@ def search_plans(
     budget_s: float = 6.0,
     min_gain: float = 0.01,
     remembered: dict[str, list[str]] | None = None,
+    prompt_budget: int = PLAN_PROMPT_BUDGET,
 ) -> list[PlanCandidate]:
     """Greedy local search over placement moves, each ranked by the twin. Returns a menu,
     best first: the best plan found, the best single-step plan, holding still, and the moves
     to a `remembered` placement (from the experience memory) when it differs and the twin
     predicts it no worse than holding still (a placement remembered from another situation
-    can be far off)."""
+    can be far off). The search stops when the next candidate would take the twin past
+    `prompt_budget` simulated prompts, or past `budget_s` of wall time."""
     start = time.perf_counter()
     current = [r.deployment for r in telemetry.replicas]
     hold = whatif.evaluate(current)
@@ -138,7 +149,7 @@ def search_plans(
     for step in range(steps):
         scored: list[PlanCandidate] = []
         for moves in placement_moves(telemetry, scenario, best.prediction, refs, best.actions):
-            if time.perf_counter() - start > budget_s:
+            if time.perf_counter() - start > budget_s or over_budget(whatif, prompt_budget):
                 break
             pred = whatif.evaluate(current, moves)
             scored.append(PlanCandidate(name=describe_moves(moves), actions=moves, prediction=pred))

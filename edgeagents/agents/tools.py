@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from functools import cache
+from typing import NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,7 +25,9 @@ from edgeagents.core.state import (
     ModelSpec,
     Plan,
     Prompt,
+    ReplicaTelemetry,
     RoutingPolicy,
+    SiteTelemetry,
     SiteWeight,
     Telemetry,
 )
@@ -257,6 +260,35 @@ def _distinct(menu: list[RoutingCandidate], tolerance: float = 0.02) -> list[Rou
 # ---- deployment at one site -----------------------------------------------------------------
 
 
+class SiteIndex(NamedTuple):
+    """Telemetry by site, made once per telemetry: each of a thousand deployers reads its own
+    site's part without a pass over the whole city."""
+
+    sites: dict[str, SiteTelemetry]
+    replicas: dict[str, list[ReplicaTelemetry]]
+    placed: frozenset[str]
+    """Models with at least one replica in the city."""
+
+
+_indexed: list[tuple[Telemetry, SiteIndex]] = []
+
+
+def site_index(telemetry: Telemetry) -> SiteIndex:
+    """The `SiteIndex` of `telemetry` (kept for the latest telemetry only)."""
+    if _indexed and _indexed[0][0] is telemetry:
+        return _indexed[0][1]
+    replicas: dict[str, list[ReplicaTelemetry]] = defaultdict(list)
+    for r in telemetry.replicas:
+        replicas[r.deployment.site].append(r)
+    index = SiteIndex(
+        sites={s.site: s for s in telemetry.sites},
+        replicas=dict(replicas),
+        placed=frozenset(r.deployment.model for r in telemetry.replicas),
+    )
+    _indexed[:] = [(telemetry, index)]
+    return index
+
+
 def share_actions(
     site: str, telemetry: Telemetry, plan: Plan | None, skip_gpus: set[int] | None = None
 ) -> list[DeploymentAction]:
@@ -266,9 +298,8 @@ def share_actions(
     demand = {m.model: m.arrivals_per_s for m in telemetry.models}
     priority = plan.priorities if plan is not None else {}
     by_gpu: dict[int, list[Deployment]] = defaultdict(list)
-    for r in telemetry.replicas:
-        if r.deployment.site == site:
-            by_gpu[r.deployment.gpu_index].append(r.deployment)
+    for r in site_index(telemetry).replicas.get(site, []):
+        by_gpu[r.deployment.gpu_index].append(r.deployment)
     actions = []
     for gpu, reps in sorted(by_gpu.items()):
         if len(reps) < 2 or gpu in (skip_gpus or set()):
@@ -289,6 +320,9 @@ def share_actions(
 def recovery_actions(site: str, telemetry: Telemetry, scenario: Scenario) -> list[DeploymentAction]:
     """If a model has no replica anywhere, load it here when this site is the fastest live
     site with room (every deployer computes the same answer, so exactly one acts)."""
+    placed = site_index(telemetry).placed
+    if all(m in placed for m in scenario.model_names):
+        return []
     layout = Layout(telemetry, scenario)
     actions = []
     for spec in scenario.models:

@@ -112,6 +112,8 @@ class WhatIf:
         matrix = standalone_matrix_s(self.scenario, self.workload)
         self.references = reference_s(self.scenario, self.workload, matrix)
         self.evaluations = 0
+        self.simulated = 0
+        """Prompts simulated so far, over every evaluation (what a prompt budget counts)."""
         self.priorities = operator_priorities(self.intents)
         self.targets = {m: i.bound_s for i in self.intents if i.kind == "target"
                         for m in i.models if i.bound_s}  # fmt: skip
@@ -137,6 +139,7 @@ class WhatIf:
     ) -> EpisodeOutcomes:
         """The twin's per-prompt outcomes, for a look past its score (e.g. refusal reasons)."""
         self.evaluations += 1
+        self.simulated += len(self.workload)
         city = SimulatedCity(
             self.scenario, self.workload, ROUTERS.create(router), deployments=deployments
         )

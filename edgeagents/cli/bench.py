@@ -38,7 +38,7 @@ from edgeagents.cli.llmbench import bench_llm
 if TYPE_CHECKING:
     from edgeagents.core.scenario import Scenario
     from edgeagents.experiments.adaptation import AdaptationReport, AdaptationSettings
-    from edgeagents.experiments.scale import ScaleReport
+    from edgeagents.experiments.scale import ScaleReport, Spread
 
 bench_app = typer.Typer(help="Benchmarks on the simulated city.", pretty_exceptions_enable=False)
 
@@ -165,7 +165,10 @@ def bench_scale(
     sites: Annotated[str, typer.Option(help="Comma-separated region sizes, sites.")] = "7,100,1000",
     seed: SeedOpt = 0,
     prompts: Annotated[int, typer.Option(min=1, help="Prompts to aim for per size.")] = 6000,
-    agent_ticks: Annotated[int, typer.Option(min=1, help="Control ticks of the agents.")] = 2,
+    agent_ticks: Annotated[int, typer.Option(min=1, help="Control ticks of the agents.")] = 4,
+    epoch_ticks: Annotated[
+        int, typer.Option(min=1, help="Ticks per planning epoch in the agents' run.")
+    ] = 3,
     agents: Annotated[bool, typer.Option(help="Run the agents (--llm none).")] = True,
     json_path: JsonOpt = None,
 ) -> None:
@@ -185,7 +188,7 @@ def bench_scale(
 
         report = region_scale(
             sizes, seed=seed, target_prompts=prompts, agent_ticks=agent_ticks, agents=agents,
-            on_step=started,
+            epoch_ticks=epoch_ticks, on_step=started,
         )  # fmt: skip
     print_scale(report)
     save_report(json_path, report)
@@ -206,24 +209,30 @@ def print_scale(report: ScaleReport) -> None:
     """One row per size, then the growth between sizes and the targets."""
     t = Table(
         title=f"Region scale, seed {report.seed} (greedy; agents --llm none, "
-        f"{report.agent_ticks} ticks)",
+        f"{report.agent_ticks} ticks, planning every {report.epoch_ticks})",
         caption="µs/prompt and prompts/s leave out the city's setup (network paths); "
-        "route = inside Router.route, per prompt; tick = the agents' step less the "
-        "planner, p95 over the ticks; planner = its first (epoch) decision; memory = "
-        "tracemalloc peak of workload + greedy episode.",
+        "route = inside Router.route, per prompt; tick = the agents' step less the epoch "
+        "decision, wall s p50/p95/max over the ticks (tick cpu: the step's CPU s, p95, ticks "
+        "without planning); epoch = the planner's decision (several regions: planner to "
+        "coordinator), wall s p50/max (epoch cpu: the planning steps' CPU s, max); "
+        "peak = tracemalloc peak of workload + greedy episode; RSS = process peak after the "
+        "agents (ru_maxrss, cumulative).",
     )
-    for col in ("sites", "replicas", "sim s", "prompts", "setup s", "prompts/s", "µs/prompt",
-                "route µs", "tick p95 s", "planner s", "peak MiB"):  # fmt: skip
+    for col in ("sites", "regions", "replicas", "prompts", "prompts/s", "µs/prompt",
+                "route µs", "tick p50/p95/max s", "tick cpu", "epoch p50/max s", "epoch cpu",
+                "deployers",
+                "peak MiB", "RSS MiB"):  # fmt: skip
         t.add_column(col, justify="right")
     for r in report.rows:
         a = r.agents
         t.add_row(
-            f"{r.sites:,}", f"{r.replicas:,}", f"{r.duration_s:.1f}", f"{r.prompts:,}",
-            f"{r.setup_s:.2f}", f"{r.prompts_per_s:,.0f}", f"{r.us_per_prompt:.1f}",
-            f"{r.route_us_per_prompt:.1f}",
-            "skipped" if a.skipped else number_cell(a.tick_decision_p95_s, "{:.3f}"),
-            "skipped" if a.skipped else number_cell(a.planner_s),
-            f"{r.peak_mib:.1f}",
+            f"{r.sites:,}", f"{a.regions:,}", f"{r.replicas:,}", f"{r.prompts:,}",
+            f"{r.prompts_per_s:,.0f}", f"{r.us_per_prompt:.1f}", f"{r.route_us_per_prompt:.1f}",
+            _spread(a.tick_decision, ("p50", "p95", "max")),
+            _spread(a.tick_cpu, ("p95",)), _spread(a.epoch_decision, ("p50", "max")),
+            _spread(a.epoch_cpu, ("max",)),
+            "/".join(str(k.deployers) for k in a.ticks) or "-",
+            f"{r.peak_mib:.1f}", number_cell(a.peak_rss_mib, "{:.0f}"),
         )  # fmt: skip
     console.print(t)
     for g in report.growth:
@@ -233,10 +242,14 @@ def print_scale(report: ScaleReport) -> None:
     met = report.targets
     console.print(
         f"targets: route <= {report.route_target_us:g} µs/prompt at 1,000 sites: "
-        f"{_met(met['route'])}; tick p95 <= tick: {_met(met['tick'])}; planner <= "
+        f"{_met(met['route'])}; tick p95 <= tick: {_met(met['tick'])}; every epoch <= "
         f"{report.planner_target_s:g} s: {_met(met['planner'])}",
         highlight=False,
     )
+
+
+def _spread(x: Spread | None, keys: tuple[str, ...]) -> str:
+    return "-" if x is None else "/".join(f"{getattr(x, k):.2f}" for k in keys)
 
 
 def _met(x: bool | None) -> str:

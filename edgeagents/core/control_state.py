@@ -64,3 +64,14 @@ class ControlState(TypedDict, total=False):
     intent_baselines: dict[str, dict[str, float]]
     outages: list[str]
     """Sites and links down at the last observation (`site S`, `link A-B`)."""
+    regional: bool
+    """Whether the city has several regions (planned and routed region by region)."""
+    region: str
+    """The region a region planner plans (sent by the planner's fan-out)."""
+    region_jobs: dict[str, Any] | None
+    """Region -> its `RegionJob` this epoch (a city of several regions only)."""
+    region_plans: Annotated[dict[str, Any], merge_by_key]
+    """Region -> its `RegionPlan`, written by the region planners in parallel."""
+    plan_started_wall_s: float
+    routing_evaluated: dict[str, int]
+    """Region -> the cycle its routes were last evaluated (a city of several regions)."""

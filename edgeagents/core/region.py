@@ -48,10 +48,29 @@ Tier = Literal["access", "aggregation", "core"]
 _STREAMS = {"layout": 0, "links": 1, "gpus": 2, "cells": 3}
 
 __all__ = [
-    "BASE_SCENARIO", "CPU_CORES_PER_GPU", "DEFAULT_GPU_MIX", "PROMPTS_PER_S_PER_1000_USERS",
-    "GpuMix", "RegionSpec", "Role", "SitePlace", "Span", "Tier", "TierSpec", "backhaul_pairs",
-    "generate_region", "link_tier", "load_base", "parse_site", "plan_placement", "region_layout",
-    "region_summary", "region_yaml", "replica_shares", "scaled_demands",
+    "BASE_SCENARIO",
+    "CPU_CORES_PER_GPU",
+    "DEFAULT_GPU_MIX",
+    "PROMPTS_PER_S_PER_1000_USERS",
+    "GpuMix",
+    "RegionSpec",
+    "Role",
+    "SitePlace",
+    "Span",
+    "Tier",
+    "TierSpec",
+    "backhaul_pairs",
+    "generate_region",
+    "link_tier",
+    "load_base",
+    "parse_site",
+    "plan_placement",
+    "planning_regions",
+    "region_layout",
+    "region_summary",
+    "region_yaml",
+    "replica_shares",
+    "scaled_demands",
 ]  # fmt: skip
 
 
@@ -309,9 +328,21 @@ def generate_region(spec: RegionSpec) -> Scenario:
         "models": [m.model_dump(mode="json", exclude_unset=True) for m in base.models],
         "placement": placement,
         "workload": workload,
+        "regions": planning_regions(layout),
         "control": base.control.model_dump(mode="json", exclude_unset=True),
     }
     return Scenario.model_validate(data)
+
+
+def planning_regions(layout: list[list[list[SitePlace]]]) -> list[dict]:
+    """One planning region per aggregation group (at most `rings_per_group` x `ring_size`
+    sites): inside a group the links are access and aggregation tier, so a region's twin
+    that keeps its prompts at home leaves out only the core links between groups. A city of
+    one group is one region, as a city without regions is."""
+    return [
+        {"name": f"g{g}", "sites": [s.name for ring in group for s in ring]}
+        for g, group in enumerate(layout)
+    ]
 
 
 def _n(count: int, word: str) -> str:

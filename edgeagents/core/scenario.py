@@ -135,6 +135,13 @@ class PayloadConfig(_Config):
     audio_kb_per_s: float = Field(default=32.0, gt=0, description="16 kHz 16-bit mono PCM.")
 
 
+class Region(_Config):
+    """A planning region: sites its own planner, twin and scheduler decide for."""
+
+    name: str
+    sites: list[str] = Field(min_length=1)
+
+
 class Scenario(_Config):
     """A whole city and what it is asked to do. Validate with `Scenario.from_file()`."""
 
@@ -166,6 +173,11 @@ class Scenario(_Config):
         default_factory=list,
         description="Operator notices, each delivered to the agents at its publish time.",
     )
+    regions: list[Region] = Field(
+        default_factory=list,
+        description="Planning regions, each site in exactly one, each joined by its own links; "
+        "none: the whole city is one region.",
+    )
     control: ControlConfig = Field(default_factory=ControlConfig)
     payload: PayloadConfig = Field(default_factory=PayloadConfig)
     duration_s: float = Field(default=600.0, gt=0, description="Default episode length, s.")
@@ -178,6 +190,7 @@ class Scenario(_Config):
         self._check_models()
         self._check_demand()
         self._check_notices()
+        self._check_regions()
         return self
 
     def _check_city(self) -> None:
@@ -275,6 +288,36 @@ class Scenario(_Config):
             if intent is None or intent.notes:
                 why = "; ".join(intent.notes) if intent is not None else "unreadable"
                 raise ValueError(f"notices[{i}].expect: {why}")
+
+    def _check_regions(self) -> None:
+        _check_unique("regions", [r.name for r in self.regions])
+        home: dict[str, str] = {}
+        graph = self._graph() if self.regions else None
+        names = set(self.site_names)
+        homed = {c.site for c in self.cells}
+        for i, region in enumerate(self.regions):
+            for site in region.sites:
+                if site not in names:
+                    raise ValueError(f"regions[{i}].sites: unknown site {site!r}")
+                if site in home:
+                    raise ValueError(
+                        f"regions[{i}].sites: site {site!r} is already in region {home[site]!r}"
+                    )
+                home[site] = region.name
+            if not nx.is_connected(graph.subgraph(region.sites)):  # type: ignore[union-attr]
+                raise ValueError(f"regions[{i}]: its sites are not joined by links among them")
+            if homed.isdisjoint(region.sites):
+                raise ValueError(f"regions[{i}]: no cell is homed at its sites")
+        if self.regions and len(home) < len(self.sites):
+            lost = next(s for s in self.site_names if s not in home)
+            raise ValueError(f"regions: site {lost!r} is in no region")
+
+    @property
+    def region_sites(self) -> dict[str, list[str]]:
+        """Region name -> its sites; a city without regions is one region, `city`."""
+        if not self.regions:
+            return {"city": self.site_names}
+        return {r.name: list(r.sites) for r in self.regions}
 
     @property
     def gpu_catalogue(self) -> dict[str, GpuType]:

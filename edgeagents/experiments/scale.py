@@ -12,16 +12,20 @@ For each size N, `generate_region(RegionSpec(sites=N, seed=S))` builds the city,
    two `perf_counter` calls included, well under 1 µs); µs per prompt = time inside `route`
    over the prompts (re-dispatches count too).
 3. **Agents' decisions** (`--llm none`): `AgentsController` on a fresh city for `agent_ticks`
-   ticks, the first running the planner; per tick the step's wall time and the records'
-   `wall_s` (planner, scheduler, deployers). Decisions apply at once. The *tick decision* is
-   the step's wall time less the planner's.
+   ticks, planning every `epoch_ticks` ticks (the first tick plans); per tick the step's wall
+   and CPU time and the records' `wall_s` (planner or, with several regions, the
+   coordinator's epoch; scheduler; deployers). Decisions apply at once. The *epoch decision*
+   is the planner's (or coordinator's) record; the *tick decision* is the step's wall time
+   less it. Generated cities of more than one aggregation group plan and route per region.
 4. **Memory**: the tracemalloc peak of generating the workload and simulating the episode
-   again (a separate pass: tracemalloc slows Python, so it times nothing).
+   again (a separate pass: tracemalloc slows Python, so it times nothing), and the process's
+   peak resident memory once the agents ran (`ru_maxrss`).
 """
 
 from __future__ import annotations
 
 import itertools
+import resource
 import time
 import tracemalloc
 from collections.abc import Callable, Sequence
@@ -30,6 +34,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from edgeagents.agents.coordinator import COORDINATOR
 from edgeagents.core.region import RegionSpec, generate_region
 from edgeagents.core.scenario import Scenario
 from edgeagents.experiments.driver import run_episode
@@ -41,6 +46,9 @@ ROUTE_TARGET_US = 20.0
 PLANNER_TARGET_S = 30.0
 """The issue's target: the planner's epoch decision, wall s."""
 TARGET_SITES = 1000
+EPOCH_TICKS = 3
+"""The bench's planning epoch, in ticks: 4 ticks hold 2 epochs, each followed by a tick
+without planning."""
 MIN_DURATION_S = 2.0
 MAX_DURATION_S = 600.0
 
@@ -55,8 +63,12 @@ class AgentTick(_Model):
     tick: int
     time_s: float = Field(description="Simulated time of the tick.")
     wall_s: float = Field(description="Wall time of the whole control step.")
-    planner_s: float | None = Field(description="The planner's record, when it ran.")
-    decision_s: float = Field(description="Tick decision: the step's wall time less the planner's.")
+    cpu_s: float = Field(description="CPU time of this process over the step.")
+    planner_s: float | None = Field(
+        description="The epoch decision, when the planner ran: its record's wall time, or in a "
+        "city of several regions the coordinator's (from the planner's start to the merge)."
+    )
+    decision_s: float = Field(description="Tick decision: the step's wall time less the epoch's.")
     scheduler_s: float | None
     deployers: int
     deployer_max_s: float | None
@@ -64,12 +76,42 @@ class AgentTick(_Model):
     records: int
 
 
+class Spread(_Model):
+    p50: float
+    p95: float
+    max: float
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Spread | None:
+        if not values:
+            return None
+        return cls(
+            p50=float(np.percentile(values, 50)), p95=float(np.percentile(values, 95)),
+            max=float(max(values)),
+        )  # fmt: skip
+
+
 class AgentsFigures(_Model):
     skipped: str | None = Field(default=None, description="Why the agents did not run.")
     tick_s: float
+    regions: int = 1
+    epoch_ticks: int = Field(default=0, description="Ticks per planning epoch in the run.")
     ticks: list[AgentTick] = Field(default_factory=list)
+    tick_decision: Spread | None = Field(default=None, description="Over every tick, wall s.")
+    tick_cpu: Spread | None = Field(
+        default=None, description="CPU s of the steps of the ticks without planning."
+    )
+    epoch_cpu: Spread | None = Field(
+        default=None, description="CPU s of the steps that planned (the tick's decision too)."
+    )
+    epoch_decision: Spread | None = Field(default=None, description="Over the epochs, wall s.")
     tick_decision_p95_s: float | None = None
-    planner_s: float | None = None
+    planner_s: float | None = Field(default=None, description="The slowest epoch decision.")
+    peak_rss_mib: float | None = Field(
+        default=None,
+        description="The process's peak resident memory once the agents ran (ru_maxrss: the "
+        "high-water mark of the whole run so far, so sizes run smallest first).",
+    )
     tick_met: bool | None = None
     planner_met: bool | None = None
 
@@ -105,20 +147,24 @@ class Growth(_Model):
     route_us_per_prompt: float | None
     peak_mib: float | None
     tick_decision_p95_s: float | None
+    tick_cpu_p95_s: float | None
     planner_s: float | None
+    peak_rss_mib: float | None
 
 
 class ScaleReport(_Model):
     seed: int
     target_prompts: int
     agent_ticks: int
+    epoch_ticks: int = EPOCH_TICKS
     rows: list[ScaleRow]
     growth: list[Growth]
     route_target_us: float = ROUTE_TARGET_US
     planner_target_s: float = PLANNER_TARGET_S
     targets: dict[str, bool | None] = Field(
         description="route: µs per prompt at 1,000 sites (None: not measured there); tick: "
-        "p95 tick decision within the tick at every size with agents; planner: at most 30 s."
+        "p95 tick decision within the tick at every size with agents; planner: every epoch "
+        "decision at most 30 s."
     )
 
 
@@ -183,49 +229,58 @@ def peak_mib(sc: Scenario, duration: float, seed: int) -> float:
     return peak / 2**20
 
 
-def agent_tick(k: int, decision: Any, wall: float) -> AgentTick:
+def agent_tick(k: int, decision: Any, wall: float, cpu: float) -> AgentTick:
     recs = decision.records
-    planner = [r.wall_s for r in recs if r.agent == "planner"]
-    scheduler = [r.wall_s for r in recs if r.agent == "scheduler"]
+    by_agent = {r.agent: r.wall_s for r in recs}
+    planner_s = by_agent.get(COORDINATOR, by_agent.get("planner"))
     deployers = [r.wall_s for r in recs if r.agent.startswith("deployer:")]
-    planner_s = planner[0] if planner else None
     return AgentTick(
-        tick=k, time_s=decision.time_s, wall_s=wall, planner_s=planner_s,
-        decision_s=max(0.0, wall - (planner_s or 0.0)),
-        scheduler_s=scheduler[0] if scheduler else None, deployers=len(deployers),
-        deployer_max_s=max(deployers) if deployers else None,
+        tick=k, time_s=decision.time_s, wall_s=wall, cpu_s=cpu, planner_s=planner_s,
+        decision_s=max(0.0, wall - (planner_s or 0.0)), scheduler_s=by_agent.get("scheduler"),
+        deployers=len(deployers), deployer_max_s=max(deployers) if deployers else None,
         deployer_sum_s=float(sum(deployers)), records=len(recs),
     )  # fmt: skip
 
 
-def run_agents(sc: Scenario, ticks: int, seed: int) -> AgentsFigures:
-    """The agents with no LM on a fresh city of the region for `ticks` control ticks."""
+def run_agents(
+    sc: Scenario, ticks: int, seed: int, epoch_ticks: int = EPOCH_TICKS
+) -> AgentsFigures:
+    """The agents with no LM on a fresh city of the region for `ticks` control ticks, the
+    planner every `epoch_ticks` ticks (the bench's epoch, so a short run has several)."""
     from edgeagents.policies import ROUTERS
     from edgeagents.sim.city import SimulatedCity
     from graphs.controller import AgentsController
 
     tick_s = sc.control.tick_s
+    control = sc.control.model_copy(update={"planning_epoch_s": epoch_ticks * tick_s})
+    sc = sc.model_copy(update={"control": control})
     workload = generate_workload(sc, duration_s=ticks * tick_s, seed=seed)
     city = SimulatedCity(sc, workload, ROUTERS.create("weighted"), seed=seed)
     controller = AgentsController(None)
     out = []
     for k in range(ticks):
         city.advance((k + 1) * tick_s)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         decision, _ = controller.step(city, sc, charge_decision_time=False)
-        out.append(agent_tick(k, decision, time.perf_counter() - t0))
-    p95 = float(np.percentile([t.decision_s for t in out], 95))
-    planner = next((t.planner_s for t in out if t.planner_s is not None), None)
+        out.append(agent_tick(k, decision, time.perf_counter() - t0, time.process_time() - c0))
+    tick = Spread.of([t.decision_s for t in out])
+    epoch = Spread.of([t.planner_s for t in out if t.planner_s is not None])
+    assert tick is not None
     return AgentsFigures(
-        tick_s=tick_s, ticks=out, tick_decision_p95_s=p95, planner_s=planner,
-        tick_met=p95 <= tick_s,
-        planner_met=None if planner is None else planner <= PLANNER_TARGET_S,
+        tick_s=tick_s, regions=len(sc.region_sites), epoch_ticks=epoch_ticks, ticks=out,
+        tick_decision=tick, epoch_decision=epoch,
+        tick_cpu=Spread.of([t.cpu_s for t in out if t.planner_s is None]),
+        epoch_cpu=Spread.of([t.cpu_s for t in out if t.planner_s is not None]),
+        tick_decision_p95_s=tick.p95, planner_s=None if epoch is None else epoch.max,
+        peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        tick_met=tick.p95 <= tick_s,
+        planner_met=None if epoch is None else epoch.max <= PLANNER_TARGET_S,
     )  # fmt: skip
 
 
 def scale_row(
     sites: int, *, seed: int, target_prompts: int, agent_ticks: int, agents: bool,
-    on_step: Progress | None = None,
+    epoch_ticks: int = EPOCH_TICKS, on_step: Progress | None = None,
 ) -> ScaleRow:  # fmt: skip
     """Every figure at one region size."""
     step = on_step or (lambda _: None)
@@ -239,7 +294,7 @@ def scale_row(
     peak = peak_mib(sc, duration, seed)
     step(f"{sites} sites: agents")
     figures = (
-        run_agents(sc, agent_ticks, seed)
+        run_agents(sc, agent_ticks, seed, epoch_ticks)
         if agents and agent_ticks > 0
         else AgentsFigures(skipped="--no-agents" if not agents else "0 ticks",
                            tick_s=sc.control.tick_s)
@@ -256,6 +311,10 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None or a <= 0 else b / a
 
 
+def _p95(spread: Spread | None) -> float | None:
+    return None if spread is None else spread.p95
+
+
 def growth(rows: Sequence[ScaleRow]) -> list[Growth]:
     """Ratios between consecutive sizes."""
     out = []
@@ -267,7 +326,9 @@ def growth(rows: Sequence[ScaleRow]) -> list[Growth]:
             route_us_per_prompt=_ratio(a.route_us_per_prompt, b.route_us_per_prompt),
             peak_mib=_ratio(a.peak_mib, b.peak_mib),
             tick_decision_p95_s=_ratio(aa.tick_decision_p95_s, ba.tick_decision_p95_s),
+            tick_cpu_p95_s=_ratio(_p95(aa.tick_cpu), _p95(ba.tick_cpu)),
             planner_s=_ratio(aa.planner_s, ba.planner_s),
+            peak_rss_mib=_ratio(aa.peak_rss_mib, ba.peak_rss_mib),
         )  # fmt: skip
         out.append(g)
     return out
@@ -285,18 +346,18 @@ def targets(rows: Sequence[ScaleRow]) -> dict[str, bool | None]:
 
 
 def region_scale(
-    sizes: Sequence[int], *, seed: int = 0, target_prompts: int = 6000, agent_ticks: int = 2,
-    agents: bool = True, on_step: Progress | None = None,
+    sizes: Sequence[int], *, seed: int = 0, target_prompts: int = 6000, agent_ticks: int = 4,
+    agents: bool = True, epoch_ticks: int = EPOCH_TICKS, on_step: Progress | None = None,
 ) -> ScaleReport:  # fmt: skip
     """Every figure at each region size, their growth and the issue's targets."""
     if not sizes or min(sizes) < 1:
         raise ValueError("sizes: give at least one, each of 1 site or more")
     rows = [
         scale_row(n, seed=seed, target_prompts=target_prompts, agent_ticks=agent_ticks,
-                  agents=agents, on_step=on_step)
+                  agents=agents, epoch_ticks=epoch_ticks, on_step=on_step)
         for n in sizes
     ]  # fmt: skip
     return ScaleReport(
         seed=seed, target_prompts=target_prompts, agent_ticks=agent_ticks if agents else 0,
-        rows=rows, growth=growth(rows), targets=targets(rows),
+        epoch_ticks=epoch_ticks, rows=rows, growth=growth(rows), targets=targets(rows),
     )  # fmt: skip
