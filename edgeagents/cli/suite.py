@@ -88,7 +88,8 @@ def bench_suite(
     lm = agent_lms_or_fail(llm, {}, None)
     chosen = [e.name for e in spec.scenarios if only is None or e.name in only]
     with progress_bar("sim s") as progress:
-        task = progress.add_task("suite", total=len(chosen) * len(seed_list) * duration_s * (len(BASELINES) + 1))
+        episodes = len(chosen) * len(seed_list) * (len(BASELINES) + 1)
+        task = progress.add_task("suite", total=episodes * duration_s)
         done: dict[tuple[str, str, int], float] = {}
 
         def step(scenario: str, policy: str, seed: int, t: float) -> None:
@@ -100,7 +101,7 @@ def bench_suite(
             err.print(f"scenario {scenario} failed: {reason}", highlight=False, soft_wrap=True)
 
         report = run_suite(
-            spec, name=str(suite) if suite else f"edgeagents/scenarios/{SHIPPED_SUITE}.yaml", seeds=seed_list,
+            spec, name=str(suite or f"edgeagents/scenarios/{SHIPPED_SUITE}.yaml"), seeds=seed_list,
             duration_s=duration_s, lm_config=lm, llm=llm, decision_s=decision_s, only=only,
             on_progress=step, on_failed=failed,
         )  # fmt: skip
@@ -147,11 +148,14 @@ def print_suite(report: SuiteReport) -> None:
         TARGET_TO_ROUND_ROBIN,
     )
 
+    when = (
+        "after their wall time"
+        if report.decision_s is None
+        else f"{report.decision_s:g} s after their tick"
+    )
     t = Table(
         title=f"Scenario suite {report.suite}: seeds {','.join(map(str, report.seeds))}, "
-        f"{report.duration_s:g} s, agents llm {report.llm}, decisions "
-        + ("after their wall time" if report.decision_s is None
-           else f"{report.decision_s:g} s after their tick"),  # fmt: skip
+        f"{report.duration_s:g} s, agents llm {report.llm}, decisions {when}",
         caption=f"Ratios: geometric mean over seeds of the agents' mean latency over "
         "round-robin's, the best baseline's (lowest mean that seed; best = most often) and "
         "the zero-queue bound's; Jain = the agents' normalized Jain, mean over seeds. Load: "
