@@ -6,8 +6,10 @@ Estimated utilisation = total arrival rate / estimated capacity. The capacity is
 estimate: every GPU serves the city's prompt mix at each model's full batch, a prompt of
 model k costing its setup (prefill, encoders, VAE: it stalls the replica) plus its iterations
 at 1/max_batch of a full-batch iteration; a GPU's throughput is 1 / (mix-weighted cost), the
-city's the sum over GPUs. Per-prompt sizes come from a sample workload of the scenario itself
-(seed `SAMPLE_SEED`, `SAMPLE_S` simulated seconds), so text shapes, traces and mixes count.
+city's the sum over GPUs. The mix is the declared rates' shares; per-prompt sizes come from a
+sample workload of the scenario itself (seed `SAMPLE_SEED`, `SAMPLE_S` simulated seconds), so
+text shapes and traces count. Scaling the rates leaves the shares as they are but draws another
+sample, so a scaled scenario's estimate lands within about 1% of its target, not exactly.
 """
 
 from __future__ import annotations
@@ -30,8 +32,10 @@ def demand_rate(scenario: Scenario) -> float:
 def capacity_per_s(scenario: Scenario) -> float:
     """Estimated prompts/s the whole city can serve at full batches, for its prompt mix."""
     w = generate_workload(scenario, duration_s=SAMPLE_S, seed=SAMPLE_SEED)
-    counts = np.bincount(w.model, minlength=len(scenario.models)).astype(float)
-    share = counts / max(counts.sum(), 1.0)
+    rates = np.zeros(len(scenario.models))
+    for d in scenario.workload.demands:
+        rates[scenario.model_names.index(d.model)] += d.arrivals.rate_per_s
+    share = rates / max(rates.sum(), 1e-12)
     catalogue = scenario.gpu_catalogue
     types = sorted({slot.type for s in scenario.sites for slot in s.gpus})
     cost = {t: np.full(len(scenario.models), np.inf) for t in types}
