@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from edgeagents.experiments.suite import SuiteFile, SuiteReport
 
 DEFAULT_SEEDS = "0,1,2"
-DEFAULT_DURATION_S = 300.0
+DEFAULT_DURATION_S = 200.0
 
 SuiteOpt = Annotated[
     Path | None, typer.Option("--suite", help="A suite YAML file (default: the shipped suite).")
