@@ -32,11 +32,13 @@ def write_suite_plot(report: SuiteReport, out_dir: Path) -> Path:
     for k, (field, label) in enumerate(BARS):
         ys = [np.nan if getattr(r, field) is None else getattr(r, field) for r in report.scenarios]
         ax.bar(x + (k - (len(BARS) - 1) / 2) * width, ys, width, label=label)
-    for y, label in ((runner.TARGET_TO_ROUND_ROBIN, "target agents/RR"), (1.0, "1 (best, Jain)"),
-                     (runner.TARGET_TO_LOWER_BOUND_GEOMEAN, "target agents/LB (geo. mean)"),
-                     (runner.TARGET_JAIN, "target Jain")):  # fmt: skip
+    for y, label, va in ((runner.TARGET_TO_ROUND_ROBIN, "target agents/RR", "bottom"),
+                         (1.0, "1: agents/best target, Jain's best", "bottom"),
+                         (runner.TARGET_TO_LOWER_BOUND_GEOMEAN, "target agents/LB (geo. mean)",
+                          "bottom"),
+                         (runner.TARGET_JAIN, "target Jain", "top")):  # fmt: skip
         ax.axhline(y, ls=":", lw=1, color="grey")
-        ax.annotate(label, (len(names) - 0.5, y), fontsize=7, color="grey", ha="right")
+        ax.annotate(label, (len(names) - 0.5, y), fontsize=7, color="grey", ha="right", va=va)
     ax.set_xticks(x, names, rotation=30, ha="right")
     ax.set_yscale("log")
     ax.set_ylabel("ratio (log scale)")
