@@ -119,6 +119,14 @@ def test_duplicate_names_and_unreadable_files_are_one_line(tmp_path: Path) -> No
         load_suite(path)
 
 
+def test_a_missing_reference_city_exits_2_with_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({"reference": "nowhere.yaml", "scenarios": [{"name": "a"}]}))
+    res = cli("bench", "suite", "--suite", str(path))
+    assert res.returncode == 2 and res.stderr.count("\n") == 1
+    assert "reference: nowhere.yaml: no such scenario file" in res.stderr
+
+
 @pytest.mark.parametrize(
     "args",
     [

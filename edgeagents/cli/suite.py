@@ -75,10 +75,12 @@ def bench_suite(
     best baseline and the zero-queue bound, their normalized Jain, and the targets."""
     from edgeagents.cli.run import agent_lms_or_fail
     from edgeagents.experiments.suite import SHIPPED_SUITE, SuiteError, load_suite, run_suite
+    from edgeagents.experiments.suite.runner import reference_target
     from edgeagents.policies import BASELINES
 
     try:
         spec = load_suite(suite)
+        reference_target(spec)
     except SuiteError as e:
         fail(str(e))
     only = names_or_fail(scenarios, spec)
@@ -93,6 +95,8 @@ def bench_suite(
         done: dict[tuple[str, str, int], float] = {}
 
         def step(scenario: str, policy: str, seed: int, t: float) -> None:
+            if not err.is_terminal and not any(k[0] == scenario and k[2] == seed for k in done):
+                err.print(f"running {scenario} seed {seed}", highlight=False)
             done[(scenario, policy, seed)] = t
             progress.update(task, description=f"{scenario} {seed} {policy}"[-28:],
                             completed=sum(done.values()))  # fmt: skip

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from edgeagents.core.scenario import Scenario
 from edgeagents.experiments.suite.load import at_load, utilisation
-from edgeagents.experiments.suite.spec import SuiteEntry, SuiteFile, build_scenario
+from edgeagents.experiments.suite.spec import SuiteEntry, SuiteError, SuiteFile, build_scenario
 from edgeagents.policies import BASELINES
 
 TARGET_TO_ROUND_ROBIN = 0.2
@@ -214,6 +214,17 @@ def run_scenario(
     return scenario_result(sc, factor, before, figures, time.perf_counter() - t0)
 
 
+def reference_target(suite: SuiteFile) -> float:
+    """The reference city's estimated utilisation; raises SuiteError (one line) if it cannot
+    be loaded, since no scenario can be scaled without it."""
+    from edgeagents.core.scenario import ScenarioError, load_scenario
+
+    try:
+        return utilisation(load_scenario(suite.reference))
+    except ScenarioError as e:
+        raise SuiteError(f"reference: {e}") from e
+
+
 def run_suite(
     suite: SuiteFile,
     *,
@@ -228,10 +239,8 @@ def run_suite(
     on_failed: Callable[[str, str], None] | None = None,
 ) -> SuiteReport:
     """Every scenario of `suite` (or those `only` names), each caught on its own."""
-    from edgeagents.core.scenario import load_scenario
-
     t0 = time.perf_counter()
-    target = utilisation(load_scenario(suite.reference))
+    target = reference_target(suite)
     results: list[ScenarioResult] = []
     failed: list[FailedScenario] = []
     for entry in suite.scenarios:
