@@ -34,6 +34,7 @@ from edgeagents.cli.common import (
 )
 from edgeagents.cli.faults import bench_faults
 from edgeagents.cli.llmbench import bench_llm
+from edgeagents.cli.suite import bench_suite
 
 if TYPE_CHECKING:
     from edgeagents.core.scenario import Scenario
@@ -412,3 +413,4 @@ def print_adaptation(report: AdaptationReport, seeds: int) -> None:
 
 bench_app.command("llm")(bench_llm)
 bench_app.command("faults")(bench_faults)
+bench_app.command("suite")(bench_suite)

@@ -24,6 +24,7 @@ from edgeagents.core.profiles import (
     register_profiles,
 )
 from edgeagents.core.state import Cell, EngineRegime, GpuType, Link, ModelSpec, Site
+from edgeagents.core.text_shapes import TEXT_SHAPES
 
 
 class ScenarioError(ValueError):
@@ -60,6 +61,19 @@ class PromptSizes(_Config):
     audio_s_mean: float = Field(default=20.0, gt=0, description="Mean audio length, s.")
     resolution_px: int = Field(default=512, ge=64, le=2048, description="Generated image side.")
     steps: int = Field(default=30, ge=1, le=1000, description="Denoising steps.")
+    shape: str | None = Field(
+        default=None,
+        description="Text LLM only: draw token counts in and out from a shape fitted to a "
+        "published trace (edgeagents.core.text_shapes) instead of the lognormal means.",
+    )
+
+    @model_validator(mode="after")
+    def _known_shape(self) -> PromptSizes:
+        if self.shape is not None and self.shape not in TEXT_SHAPES:
+            raise ValueError(
+                f"shape: unknown text shape {self.shape!r} (known: {', '.join(TEXT_SHAPES)})"
+            )
+        return self
 
 
 class ModelDemand(_Config):
@@ -72,6 +86,12 @@ class ModelDemand(_Config):
         "CC-BY 4.0) or a CSV path with TIMESTAMP,ContextTokens,GeneratedTokens.",
     )
     trace_offset_s: float = Field(default=0.0, ge=0, description="Where in the trace to start.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelDemand:
+        if self.trace is not None and self.sizes.shape is not None:
+            raise ValueError("sizes.shape and trace both set token counts: give one of them")
+        return self
 
 
 class DemandShift(_Config):
@@ -260,6 +280,8 @@ class Scenario(_Config):
         for i, d in enumerate(self.workload.demands):
             if d.model not in models:
                 raise ValueError(f"workload.demands[{i}].model: unknown model {d.model!r}")
+            if d.sizes.shape is not None and (kind := self.model(d.model).kind) != "llm":
+                raise ValueError(f"workload.demands[{i}].sizes.shape: for llm models, not {kind}")
         for i, sh in enumerate(self.workload.shifts):
             if sh.model is not None and sh.model not in models:
                 raise ValueError(f"workload.shifts[{i}].model: unknown model {sh.model!r}")

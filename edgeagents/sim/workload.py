@@ -26,6 +26,7 @@ from edgeagents.core.scenario import (
     WorkloadConfig,
 )
 from edgeagents.core.state import ModelKind, Prompt
+from edgeagents.core.text_shapes import TEXT_SHAPES
 from edgeagents.sim.cells import CellSampler
 from edgeagents.sim.trace import Trace, frozen_column, load_trace
 
@@ -291,6 +292,9 @@ def _sizes(
             tokens = _lognormal(rng, sizes.output_tokens_mean, sizes.sigma, n)
         cols["output_tokens"] = _tokens(tokens)
         return cols
+    if kind == "llm" and sizes.shape is not None:
+        cols["input_tokens"], cols["output_tokens"] = TEXT_SHAPES[sizes.shape].draw(rng, n)
+        return cols
     mean_in, mean_out = _DEFAULT_TOKENS[kind]
     mean_in = sizes.input_tokens_mean or mean_in
     cols["input_tokens"] = _tokens(_lognormal(rng, mean_in, sizes.sigma, n))
@@ -317,6 +321,9 @@ def typical_prompt(scenario: Scenario, model: str) -> Prompt:
     mean_in, mean_out = _DEFAULT_TOKENS[kind]
     mean_in = sizes.input_tokens_mean or mean_in
     mean_out = sizes.output_tokens_mean or mean_out
+    if kind == "llm" and sizes.shape is not None:
+        shape = TEXT_SHAPES[sizes.shape]
+        mean_in, mean_out = shape.input.mean, shape.output.mean
     if demand is not None and demand.trace is not None and kind in ("llm", "vlm"):
         trace = load_trace(demand.trace)
         mean_in = float(trace.input_tokens.mean())
