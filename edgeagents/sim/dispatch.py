@@ -107,6 +107,29 @@ class _Failure:
         return f"{self.event.kind}({self.event.site or self.event.link})"
 
 
+class PromptCosts:
+    """One prompt's figures that its candidates are priced with: the site of its cell, its
+    payloads (bytes), radio times and work (setup on an H200, s; iterations)."""
+
+    __slots__ = (
+        "bytes_in", "bytes_out", "downlink_s", "i", "iterations", "setup_h200_s", "site",
+        "uplink_s",
+    )  # fmt: skip
+
+    def __init__(
+        self, i: int, site: int, bytes_in: float, bytes_out: float, uplink_s: float,
+        downlink_s: float, setup_h200_s: float, iterations: float,
+    ) -> None:  # fmt: skip
+        self.i = i
+        self.site = site
+        self.bytes_in = bytes_in
+        self.bytes_out = bytes_out
+        self.uplink_s = uplink_s
+        self.downlink_s = downlink_s
+        self.setup_h200_s = setup_h200_s
+        self.iterations = iterations
+
+
 class Dispatcher:
     """The prompts of one episode on their way through the city, and their outcomes (`out`).
 
@@ -181,6 +204,7 @@ class Dispatcher:
         self.refused_i: list[int] = []
         self.unfinished = n
         """Prompts not yet served or refused (including those not yet arrived)."""
+        self._last_costs: PromptCosts | None = None
 
     def schedule_inputs(self) -> None:
         """Schedule the first arrival (each arrival schedules the next) and the scenario's
@@ -192,28 +216,45 @@ class Dispatcher:
 
     # ---- per-prompt costs ---------------------------------------------------------------------
 
+    def prompt_costs(self, i: int) -> PromptCosts:
+        """Prompt i's own figures as Python floats (the last prompt's kept: a router prices
+        one prompt on each of its candidates in turn)."""
+        last = self._last_costs
+        if last is not None and last.i == i:
+            return last
+        last = self._last_costs = PromptCosts(
+            i, int(self._cell_site[i]), float(self._bytes_in[i]), float(self._bytes_out[i]),
+            float(self._uplink[i]), float(self._downlink[i]), float(self._setup_h200[i]),
+            float(self._iters[i]),
+        )  # fmt: skip
+        return last
+
     def net_in_s(self, i: int, r: Replica) -> float:
-        return self.net.transfer_s(int(self._cell_site[i]), r.site, float(self._bytes_in[i]))
+        p = self.prompt_costs(i)
+        return self.net.transfer_s(p.site, r.site, p.bytes_in)
 
     def net_out_s(self, i: int, r: Replica) -> float:
-        return self.net.transfer_s(r.site, int(self._cell_site[i]), float(self._bytes_out[i]))
+        p = self.prompt_costs(i)
+        return self.net.transfer_s(r.site, p.site, p.bytes_out)
 
     def predict_s(self, i: int, r: Replica) -> float:
         """Predicted end-to-end latency of prompt i if sent to replica r now."""
+        p = self.prompt_costs(i)
         now = self.engine.now
         batch = len(r.running) + 1
         if batch > r.max_batch:
             batch = r.max_batch
-        own = self._setup_h200[i] * r.svc.compute_ratio / r.share_eff + self._iters[
-            i
-        ] * r.iter_eff_s(batch)
+        own = p.setup_h200_s * r.svc.compute_ratio / r.share_eff + p.iterations * r.iter_eff_s(
+            batch
+        )
         wait = r.ready_at - now if r.ready_at > now else 0.0
         ahead = r.outstanding() - r.max_batch + 1
         if ahead > 0:
             wait += ahead / r.max_batch * own
+        net = self.net
         return (
-            self._uplink[i] + self.net_in_s(i, r) + wait + own + self.net_out_s(i, r)
-            + self._downlink[i]
+            p.uplink_s + net.transfer_s(p.site, r.site, p.bytes_in) + wait + own
+            + net.transfer_s(r.site, p.site, p.bytes_out) + p.downlink_s
         )  # fmt: skip
 
     def prompt_model(self, i: int) -> int:
