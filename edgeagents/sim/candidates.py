@@ -10,7 +10,6 @@ hops away stay in reach. Below that, the router sees every replica.
 
 from __future__ import annotations
 
-from itertools import islice
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -50,7 +49,7 @@ class Candidates:
         """Bumped whenever a replica enters or leaves service."""
         self.share_version = 0
         """Bumped whenever a replica's configured compute share changes."""
-        self._nearest: dict[tuple[int, int], tuple[list[Replica], int]] = {}
+        self._nearest: dict[tuple[int, int], tuple[np.ndarray, int]] = {}
         self._valid_for = (-1, -1)
         self._own: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._own_for = (-1, -1)
@@ -69,7 +68,7 @@ class Candidates:
         if not reachable:
             return "no_reachable_replica"
         open_ = []
-        for r in islice(ranked, reachable):
+        for r in ranked[:reachable]:
             if r.outstanding() < cap + r.max_batch:
                 open_.append(r)
                 if len(open_) == self.limit:
@@ -85,11 +84,12 @@ class Candidates:
     def ranked(self, src: int, model: int, replicas: list[Replica]) -> list[Replica]:
         """`replicas` by their latency with empty queues from `src` (backhaul plus a typical
         prompt's service; unreachable last), kept until the fleet or the network changes."""
-        return self._ranking(src, model, replicas)[0]
+        return self._ranking(src, model, replicas)[0].tolist()
 
-    def _ranking(self, src: int, model: int, replicas: list[Replica]) -> tuple[list[Replica], int]:
-        """`ranked`, and how many of its first replicas `src` reaches (all the others are
-        unreachable: their infinite latency ranks them last)."""
+    def _ranking(self, src: int, model: int, replicas: list[Replica]) -> tuple[np.ndarray, int]:
+        """`ranked` as an array, and how many of its first replicas `src` reaches (all the
+        others are unreachable: their infinite latency ranks them last). An array, not a list:
+        a region keeps thousands of these, and the garbage collector walks every list."""
         key = (self.fleet_version, self.net.version)
         if key != self._valid_for:
             self._nearest.clear()
@@ -100,7 +100,7 @@ class Candidates:
             latency = self.net.latency_s[src, sites]
             order = np.argsort(latency + own, kind="stable")
             reachable = int(np.count_nonzero(latency < np.inf))
-            hit = self._nearest[(src, model)] = (objects[order].tolist(), reachable)
+            hit = self._nearest[(src, model)] = (objects[order], reachable)
         return hit
 
     def _own_costs(

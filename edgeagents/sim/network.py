@@ -45,8 +45,6 @@ class Network:
         self.bandwidth_bps = np.zeros((0, 0))
         self.version = 0
         """Bumped whenever paths change (a site or link failed or came back)."""
-        self._pairs: dict[tuple[int, int], tuple[float, float]] = {}
-        self._pairs_version = -1
         self._recompute()
 
     @property
@@ -99,33 +97,21 @@ class Network:
         bw.setflags(write=False)
         return lat, bw
 
-    def path(self, src_site: int, dst_site: int) -> tuple[float, float]:
-        """Latency (s) and bottleneck bandwidth (bit/s) of the path, as Python floats: a
-        prompt's costs read them for every candidate, and scalar reads of the arrays cost more
-        than the arithmetic. Kept until the paths change."""
-        if self._pairs_version != self.version:
-            self._pairs.clear()
-            self._pairs_version = self.version
-        key = (src_site, dst_site)
-        hit = self._pairs.get(key)
-        if hit is None:
-            hit = self._pairs[key] = (
-                float(self.latency_s[src_site, dst_site]),
-                float(self.bandwidth_bps[src_site, dst_site]),
-            )
-        return hit
-
     def transfer_s(self, src_site: int, dst_site: int, nbytes: float) -> float:
-        """Backhaul time of a payload: propagation plus bytes over the bottleneck."""
+        """Backhaul time of a payload: propagation plus bytes over the bottleneck (read with
+        `item`: a prompt's costs read it for every candidate, and numpy scalars cost more than
+        the arithmetic)."""
         if src_site == dst_site:
             return 0.0
-        latency, bandwidth = self.path(src_site, dst_site)
+        bandwidth = self.bandwidth_bps.item(src_site, dst_site)
         if bandwidth > 0:
-            return latency + nbytes * 8 / bandwidth
-        return float(np.float64(latency) + nbytes * 8 / np.float64(bandwidth))
+            return self.latency_s.item(src_site, dst_site) + nbytes * 8 / bandwidth
+        return float(
+            self.latency_s[src_site, dst_site] + nbytes * 8 / self.bandwidth_bps[src_site, dst_site]
+        )
 
     def reachable(self, src_site: int, dst_site: int) -> bool:
-        return self.path(src_site, dst_site)[0] < np.inf
+        return self.latency_s.item(src_site, dst_site) < np.inf
 
     def uplink_s(self, cell: np.ndarray, nbytes: np.ndarray) -> np.ndarray:
         return self.radio_half_rtt_s[cell] + nbytes * 8 / self.uplink_bps[cell]
