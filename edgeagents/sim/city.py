@@ -159,14 +159,14 @@ class SimulatedCity:
         return self.fleet.site_index[name]
 
     def net_in_s(self, i: int, r: Replica) -> float:
-        return self.dispatch.net_in_s(i, r)
+        return self.dispatch.costs.net_in_s(i, r)
 
     def net_out_s(self, i: int, r: Replica) -> float:
-        return self.dispatch.net_out_s(i, r)
+        return self.dispatch.costs.net_out_s(i, r)
 
     def predict_s(self, i: int, r: Replica) -> float:
         """Predicted end-to-end latency of prompt i if sent to replica r now."""
-        return self.dispatch.predict_s(i, r)
+        return self.dispatch.costs.predict_s(i, r, self.engine.now)
 
     def prompt_model(self, i: int) -> int:
         return self.dispatch.prompt_model(i)
