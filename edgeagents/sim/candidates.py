@@ -106,9 +106,10 @@ class Candidates:
     def _own_costs(
         self, model: int, replicas: list[Replica]
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The sites of a model's replicas, their `own_s` and the replicas themselves, as
-        arrays for `_ranking`; kept until a replica enters or leaves service or its share
-        changes (a pruned model's replicas are ranked for each site its prompts come from)."""
+        """The sites of a model's replicas in service (`replicas`, the fleet's list of them),
+        their `own_s` and the replicas themselves, as arrays for `_ranking`; kept until a
+        replica enters or leaves service or its share changes (a pruned model's replicas are
+        ranked for each site its prompts come from)."""
         key = (self.fleet_version, self.share_version)
         if key != self._own_for:
             self._own.clear()

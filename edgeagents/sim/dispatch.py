@@ -1,6 +1,6 @@
-"""How prompts move through the city: each prompt's network and compute costs, the choice of
-a replica for it (admission checks, then the router), its join, batch and completion there,
-its outcome, and the failures and repairs that re-route the prompts they strand.
+"""How prompts move through the city: the choice of a replica for each prompt (admission
+checks, then the router), its join, batch and completion there, its outcome, and the failures
+and repairs that re-route the prompts they strand. What a prompt costs where is in `costs`.
 
 `Dispatcher` is the event engine's world: the events below fire on it. It is apart from `city`
 (the environment protocol and deployment) so that the life of a prompt reads in one place.
