@@ -47,8 +47,12 @@ class Candidates:
         self.prune_above = prune_above
         self.fleet_version = 0
         """Bumped whenever a replica enters or leaves service."""
-        self._nearest: dict[tuple[int, int], list[Replica]] = {}
+        self.share_version = 0
+        """Bumped whenever a replica's configured compute share changes."""
+        self._nearest: dict[tuple[int, int], tuple[np.ndarray, int]] = {}
         self._valid_for = (-1, -1)
+        self._own: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._own_for = (-1, -1)
 
     def admitting(
         self, src: int, model: int, replicas: list[Replica], cap: int
@@ -60,18 +64,15 @@ class Candidates:
                 return "no_reachable_replica"
             open_ = [r for r in reachable if r.outstanding() < cap + r.max_batch]
             return open_ or "queue_full"
+        ranked, reachable = self._ranking(src, model, replicas)
+        if not reachable:
+            return "no_reachable_replica"
         open_ = []
-        reachable_any = False
-        for r in self.ranked(src, model, replicas):
-            if not self.net.reachable(src, r.site):
-                break
-            reachable_any = True
+        for r in ranked[:reachable]:
             if r.outstanding() < cap + r.max_batch:
                 open_.append(r)
                 if len(open_) == self.limit:
                     break
-        if not reachable_any:
-            return "no_reachable_replica"
         return open_ or "queue_full"
 
     def own_s(self, model: int, r: Replica) -> float:
@@ -83,16 +84,43 @@ class Candidates:
     def ranked(self, src: int, model: int, replicas: list[Replica]) -> list[Replica]:
         """`replicas` by their latency with empty queues from `src` (backhaul plus a typical
         prompt's service; unreachable last), kept until the fleet or the network changes."""
+        return self._ranking(src, model, replicas)[0].tolist()
+
+    def _ranking(self, src: int, model: int, replicas: list[Replica]) -> tuple[np.ndarray, int]:
+        """`ranked` as an array, and how many of its first replicas `src` reaches (all the
+        others are unreachable: their infinite latency ranks them last). An array, not a list:
+        a region keeps thousands of these, and the garbage collector walks every list."""
         key = (self.fleet_version, self.net.version)
         if key != self._valid_for:
             self._nearest.clear()
             self._valid_for = key
         hit = self._nearest.get((src, model))
         if hit is None:
-            latency = self.net.latency_s[src]
-            cost = [latency[r.site] + self.own_s(model, r) for r in replicas]
-            order = np.argsort(cost, kind="stable")
-            hit = self._nearest[(src, model)] = [replicas[k] for k in order]
+            sites, own, objects = self._own_costs(model, replicas)
+            latency = self.net.latency_s[src, sites]
+            order = np.argsort(latency + own, kind="stable")
+            reachable = int(np.count_nonzero(latency < np.inf))
+            hit = self._nearest[(src, model)] = (objects[order], reachable)
+        return hit
+
+    def _own_costs(
+        self, model: int, replicas: list[Replica]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The sites of a model's replicas in service (`replicas`, the fleet's list of them),
+        their `own_s` and the replicas themselves, as arrays for `_ranking`; kept until a
+        replica enters or leaves service or its share changes (a pruned model's replicas are
+        ranked for each site its prompts come from)."""
+        key = (self.fleet_version, self.share_version)
+        if key != self._own_for:
+            self._own.clear()
+            self._own_for = key
+        hit = self._own.get(model)
+        if hit is None:
+            sites = np.array([r.site for r in replicas], dtype=np.int64)
+            own = np.array([self.own_s(model, r) for r in replicas], dtype=np.float64)
+            objects = np.empty(len(replicas), dtype=object)
+            objects[:] = replicas
+            hit = self._own[model] = (sites, own, objects)
         return hit
 
 

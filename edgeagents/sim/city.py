@@ -13,7 +13,6 @@ their batcher are in `replica`, the prompts' way through the city in `dispatch`.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -21,17 +20,12 @@ import numpy as np
 
 from edgeagents.core.profiles import load_s, service_model
 from edgeagents.core.state import (
-    REFUSAL_REASONS,
     ApplyReport,
     Decision,
     Deployment,
     DeploymentAction,
-    GpuTelemetry,
-    ModelTelemetry,
     RefusedAction,
-    ReplicaTelemetry,
     RoutingPolicy,
-    SiteTelemetry,
     Telemetry,
     in_apply_order,
 )
@@ -39,6 +33,7 @@ from edgeagents.sim.dispatch import Dispatcher
 from edgeagents.sim.network import Network
 from edgeagents.sim.outcomes import REASON_CODE, EpisodeOutcomes
 from edgeagents.sim.replica import EPS, Fleet, Replica
+from edgeagents.sim.telemetry import Observer
 
 if TYPE_CHECKING:
     from edgeagents.core.dataplane import Router
@@ -84,6 +79,9 @@ class SimulatedCity:
         )
         self.engine = self.dispatch.engine
         self.out = self.dispatch.out
+        self.observer = Observer(scenario, workload, self.dispatch, self.fleet, self.net)
+        self._changes = 0
+        """Bumped by whatever may change the telemetry (advancing, actions, finishing)."""
         self._next_replica_id = 0
         if deployments is None:
             for site, placed in scenario.placement.items():
@@ -113,12 +111,15 @@ class SimulatedCity:
 
     def advance(self, until: float) -> None:
         """Run the city until `until` (simulated seconds)."""
+        self._changes += 1
         self.engine.run(until)
 
     def apply(self, decision: Decision) -> ApplyReport:
         """Apply a decision now: the routing policy, then unloads, reconfigurations, loads."""
         if decision.routing is not None:
             self.routing = decision.routing
+        if decision.actions:
+            self._changes += 1
         applied: list[DeploymentAction] = []
         refused: list[RefusedAction] = []
         load_times: dict[int, float] = {}
@@ -134,87 +135,14 @@ class SimulatedCity:
 
     def observe(self) -> Telemetry:
         """Live state and windowed aggregates at the current time."""
-        now = self.now
-        d = self.dispatch
-        window = self.scenario.control.window_s
-        since = max(0.0, now - window)
-        span = max(now - since, EPS)
-        replicas_t: list[ReplicaTelemetry] = []
-        site_busy: dict[int, list[float]] = {}
-        done_t = np.asarray(d.done_t)
-        done_i = np.asarray(d.done_i, dtype=np.int64)
-        first = int(np.searchsorted(done_t, since, side="left")) if len(done_t) else 0
-        recent = done_i[first:]
-        served_by_replica = Counter(d.done_r[first:])
-        for r in self.fleet.replicas():
-            r.advance_to(now)
-            r.busy_hist.append((now, r.busy_cum))
-            while len(r.busy_hist) > 1 and r.busy_hist[1][0] <= since:
-                r.busy_hist.popleft()
-            t0, b0 = r.busy_hist[0]
-            busy = (r.busy_cum - b0) / max(now - t0, EPS) if now > t0 else 0.0
-            site_busy.setdefault(r.site, []).append(min(1.0, busy))
-            replicas_t.append(
-                ReplicaTelemetry(
-                    deployment=self._deployment(r),
-                    queue_len=len(r.queue) + r.inbound,
-                    running=len(r.running),
-                    busy_share=min(1.0, max(0.0, busy)),
-                    served=served_by_replica.get(r.id, 0),
-                )
-            )
-        sites = range(len(self.fleet.gpus))
-        sites_t = [self._site_telemetry(si, site_busy.get(si, [])) for si in sites]
-        lo, hi = np.searchsorted(d.arrival, [since, now], side="right")
-        arr_model = d.model[lo:hi]
-        arr_cell = self.workload.cell[lo:hi]
-        lat = self.out.latency_s[recent]
-        rec_model = d.model[recent]
-        ref_t = np.asarray(d.refused_t)
-        ref_i = np.asarray(d.refused_i, dtype=np.int64)
-        ref_recent = ref_i[np.searchsorted(ref_t, since, side="left") :] if len(ref_t) else ref_i
-        models_t = []
-        for mi, m in enumerate(self.fleet.models):
-            ml = lat[rec_model == mi]
-            cells = np.bincount(arr_cell[arr_model == mi], minlength=len(self.workload.cell_names))
-            reps = [r for r in self.fleet.by_model[mi] if r.alive]
-            pct = np.percentile(ml, [50, 95, 99]) if len(ml) else [None] * 3
-            models_t.append(
-                ModelTelemetry(
-                    model=m.name,
-                    arrivals_per_s=float((arr_model == mi).sum() / span),
-                    arrivals_per_s_by_cell={
-                        c: float(k / span)
-                        for c, k in zip(self.workload.cell_names, cells, strict=True)
-                    },
-                    served=len(ml),
-                    refused=int((d.model[ref_recent] == mi).sum()),
-                    mean_latency_s=float(ml.mean()) if len(ml) else None,
-                    p50_latency_s=None if pct[0] is None else float(pct[0]),
-                    p95_latency_s=None if pct[1] is None else float(pct[1]),
-                    p99_latency_s=None if pct[2] is None else float(pct[2]),
-                    queue_len=sum(len(r.queue) + r.inbound for r in reps),
-                    replicas=len(reps),
-                )
-            )
-        reasons = np.bincount(self.out.refused[ref_recent], minlength=len(REFUSAL_REASONS))
-        return Telemetry(
-            time_s=now,
-            window_s=window,
-            sites=sites_t,
-            replicas=replicas_t,
-            models=models_t,
-            down_links=self.net.down_links,
-            refusals_by_reason={
-                r: int(c) for r, c in zip(REFUSAL_REASONS, reasons, strict=True) if c
-            },
-        )
+        return self.observer.observe(self.now, self._changes)
 
     def finish(self) -> EpisodeOutcomes:
         """Refuse whatever has not ended (`episode_ended`) and return every prompt's outcome."""
         left = np.flatnonzero(np.isnan(self.out.latency_s) & (self.out.refused < 0))
         self.out.refused[left] = REASON_CODE["episode_ended"]
         self.dispatch.unfinished = 0
+        self._changes += 1
         for r in self.fleet.replicas():
             r.version += 1
         return self.out
@@ -231,14 +159,14 @@ class SimulatedCity:
         return self.fleet.site_index[name]
 
     def net_in_s(self, i: int, r: Replica) -> float:
-        return self.dispatch.net_in_s(i, r)
+        return self.dispatch.costs.net_in_s(i, r)
 
     def net_out_s(self, i: int, r: Replica) -> float:
-        return self.dispatch.net_out_s(i, r)
+        return self.dispatch.costs.net_out_s(i, r)
 
     def predict_s(self, i: int, r: Replica) -> float:
         """Predicted end-to-end latency of prompt i if sent to replica r now."""
-        return self.dispatch.predict_s(i, r)
+        return self.dispatch.costs.predict_s(i, r, self.engine.now)
 
     def prompt_model(self, i: int) -> int:
         return self.dispatch.prompt_model(i)
@@ -289,6 +217,7 @@ class SimulatedCity:
             r.max_batch = a.max_batch or r.max_batch
             r.memory_gb = r.spec.memory_gb(r.max_batch)
             r.share = a.compute_share
+            self.dispatch.candidates.share_version += 1
             self.dispatch.rebalance(r.gpu)
             self.dispatch.schedule_all(self.dispatch.fill(r))
         return None, a, None
@@ -331,40 +260,3 @@ class SimulatedCity:
         self._next_replica_id += 1
         self.dispatch.add(r)
         return r
-
-    # ---- telemetry ------------------------------------------------------------------------------
-
-    def _deployment(self, r: Replica) -> Deployment:
-        return Deployment(
-            replica_id=r.id,
-            site=self.scenario.sites[r.site].name,
-            model=r.spec.name,
-            gpu_index=r.gpu.index,
-            state="ready" if r.ready_at <= self.now else "loading",
-            ready_at_s=r.ready_at,
-            compute_share=r.share,
-            max_batch=r.max_batch,
-            memory_gb=r.memory_gb,
-        )
-
-    def _site_telemetry(self, si: int, busy: list[float]) -> SiteTelemetry:
-        gpus = self.fleet.gpus[si]
-        reps = [r for g in gpus for r in g.replicas]
-        return SiteTelemetry(
-            site=self.scenario.sites[si].name,
-            up=self.net.site_up(self.scenario.sites[si].name),
-            gpus=[
-                GpuTelemetry(
-                    index=g.index,
-                    type=g.type.name,
-                    memory_gb=g.type.memory_gb,
-                    free_memory_gb=max(0.0, g.free_memory_gb()),
-                    compute_share_free=max(0.0, 1.0 - sum(r.share for r in g.replicas)),
-                )
-                for g in gpus
-            ],
-            loaded_models=sorted({r.spec.name for r in reps}),
-            queue_len=sum(len(r.queue) + r.inbound for r in reps),
-            running=sum(len(r.running) for r in reps),
-            busy_share=float(np.mean(busy)) if busy else 0.0,
-        )

@@ -1,6 +1,6 @@
-"""How prompts move through the city: each prompt's network and compute costs, the choice of
-a replica for it (admission checks, then the router), its join, batch and completion there,
-its outcome, and the failures and repairs that re-route the prompts they strand.
+"""How prompts move through the city: the choice of a replica for each prompt (admission
+checks, then the router), its join, batch and completion there, its outcome, and the failures
+and repairs that re-route the prompts they strand. What a prompt costs where is in `costs`.
 
 `Dispatcher` is the event engine's world: the events below fire on it. It is apart from `city`
 (the environment protocol and deployment) so that the life of a prompt reads in one place.
@@ -12,10 +12,9 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from edgeagents.core.profiles import iterations, setup_h200_s
 from edgeagents.sim.candidates import Candidates, typical
+from edgeagents.sim.costs import Pricing
 from edgeagents.sim.engine import Engine
-from edgeagents.sim.network import payload_bytes
 from edgeagents.sim.outcomes import REASON_CODE, EpisodeOutcomes
 from edgeagents.sim.replica import EPS, Job
 
@@ -139,28 +138,15 @@ class Dispatcher:
         self.engine = Engine(self, trace=trace)
         n = len(workload)
         w = workload
-        bytes_in, bytes_out = payload_bytes(scenario.payload, w)
-        self._bytes_out = bytes_out
-        self._uplink = self.net.uplink_s(w.cell.astype(np.int64), bytes_in)
-        self._downlink = self.net.downlink_s(w.cell.astype(np.int64), bytes_out)
-        self._bytes_in = bytes_in
-        self._setup_h200 = np.zeros(n)
-        self._iters = np.zeros(n)
-        for mi, m in enumerate(fleet.models):
-            sel = w.model == mi
-            self._setup_h200[sel] = setup_h200_s(
-                m, w.input_tokens[sel], w.images[sel], w.audio_s[sel], w.resolution_px[sel]
-            )
-            self._iters[sel] = iterations(
-                m, w.output_tokens[sel], w.steps[sel], w.resolution_px[sel]
-            )
+        self.costs = Pricing(scenario, w, net, fleet.models)
+        models = len(fleet.models)
         self.candidates = Candidates(
-            net, typical(self._setup_h200, w.model, len(fleet.models)),
-            typical(self._iters, w.model, len(fleet.models)),
+            net, typical(self.costs.setup_h200_s, w.model, models),
+            typical(self.costs.iterations, w.model, models),
         )  # fmt: skip
         self.arrival = w.arrival_s
         self.model = w.model.astype(np.int64)
-        self._cell_site = self.net.cell_site[w.cell.astype(np.int64)]
+        self._cell_site = self.costs.cell_site
         self.out = EpisodeOutcomes(
             latency_s=np.full(n, np.nan),
             site=np.full(n, -1, dtype=np.int16),
@@ -190,31 +176,7 @@ class Dispatcher:
         for ev in self.scenario.events:
             self.engine.schedule(_Failure(ev))
 
-    # ---- per-prompt costs ---------------------------------------------------------------------
-
-    def net_in_s(self, i: int, r: Replica) -> float:
-        return self.net.transfer_s(int(self._cell_site[i]), r.site, float(self._bytes_in[i]))
-
-    def net_out_s(self, i: int, r: Replica) -> float:
-        return self.net.transfer_s(r.site, int(self._cell_site[i]), float(self._bytes_out[i]))
-
-    def predict_s(self, i: int, r: Replica) -> float:
-        """Predicted end-to-end latency of prompt i if sent to replica r now."""
-        now = self.engine.now
-        batch = len(r.running) + 1
-        if batch > r.max_batch:
-            batch = r.max_batch
-        own = self._setup_h200[i] * r.svc.compute_ratio / r.share_eff + self._iters[
-            i
-        ] * r.iter_eff_s(batch)
-        wait = r.ready_at - now if r.ready_at > now else 0.0
-        ahead = r.outstanding() - r.max_batch + 1
-        if ahead > 0:
-            wait += ahead / r.max_batch * own
-        return (
-            self._uplink[i] + self.net_in_s(i, r) + wait + own + self.net_out_s(i, r)
-            + self._downlink[i]
-        )  # fmt: skip
+    # ---- per-prompt figures -------------------------------------------------------------------
 
     def prompt_model(self, i: int) -> int:
         return int(self.model[i])
@@ -295,10 +257,10 @@ class Dispatcher:
             return []
         ready = [r for r in open_ if r.ready_at <= now]
         r = self.router.route(i, ready or open_, self.view)
-        net = self.net_in_s(i, r)
+        net = self.costs.net_in_s(i, r)
         job.backhaul_s += net
         r.inbound += 1
-        delay = net + (self._uplink[i] if first else 0.0)
+        delay = net + (self.costs.uplink_s[i] if first else 0.0)
         return [_Join(now + delay, job, r)]
 
     def _on_join(self, job: Job, r: Replica) -> list:
@@ -343,7 +305,7 @@ class Dispatcher:
 
     def _start(self, r: Replica, job: Job) -> None:
         i = job.i
-        r.start(job, self.engine.now, self._setup_h200[i], self._iters[i])
+        r.start(job, self.engine.now, self.costs.setup_h200_s[i], self.costs.iterations[i])
 
     def _reschedule(self, r: Replica) -> list:
         r.version += 1
@@ -357,12 +319,12 @@ class Dispatcher:
         if not self.net.reachable(r.site, int(self._cell_site[i])):
             self._refuse(job, "result_unreachable")
             return
-        back = self.net_out_s(i, r)
+        back = self.costs.net_out_s(i, r)
         out = self.out
         job.backhaul_s += back
-        out.latency_s[i] = now + back + self._downlink[i] - self.arrival[i]
+        out.latency_s[i] = now + back + self.costs.downlink_s[i] - self.arrival[i]
         out.site[i] = r.site
-        out.uplink_s[i] = self._uplink[i] + self._downlink[i]
+        out.uplink_s[i] = self.costs.uplink_s[i] + self.costs.downlink_s[i]
         out.backhaul_s[i] = job.backhaul_s
         out.cold_s[i] = job.cold_s
         out.queue_s[i] = job.start_t - job.join_t - job.cold_s

@@ -98,15 +98,20 @@ class Network:
         return lat, bw
 
     def transfer_s(self, src_site: int, dst_site: int, nbytes: float) -> float:
-        """Backhaul time of a payload: propagation plus bytes over the bottleneck."""
+        """Backhaul time of a payload: propagation plus bytes over the bottleneck (read with
+        `item`: a prompt's costs read it for every candidate, and numpy scalars cost more than
+        the arithmetic)."""
         if src_site == dst_site:
             return 0.0
+        bandwidth = self.bandwidth_bps.item(src_site, dst_site)
+        if bandwidth > 0:
+            return self.latency_s.item(src_site, dst_site) + nbytes * 8 / bandwidth
         return float(
             self.latency_s[src_site, dst_site] + nbytes * 8 / self.bandwidth_bps[src_site, dst_site]
         )
 
     def reachable(self, src_site: int, dst_site: int) -> bool:
-        return bool(np.isfinite(self.latency_s[src_site, dst_site]))
+        return self.latency_s.item(src_site, dst_site) < np.inf
 
     def uplink_s(self, cell: np.ndarray, nbytes: np.ndarray) -> np.ndarray:
         return self.radio_half_rtt_s[cell] + nbytes * 8 / self.uplink_bps[cell]
