@@ -119,13 +119,14 @@ def test_the_ranking_from_arrays_equals_the_scan_per_replica(region) -> None:
     assert len(shown) == len(reps) - len(reps[::2])
 
 
-def test_a_share_change_ranks_new_sources_with_the_new_share(region) -> None:
+def test_a_share_change_ranks_every_source_with_the_new_share(region) -> None:
     sc, w = region
     city = SimulatedCity(sc, w, ROUTERS.create("greedy"), seed=0)
     d = city.dispatch
     many = max(range(len(sc.models)), key=lambda m: len(d.fleet.by_model[m]))
     reps = d.fleet.by_model[many]
     d.candidates.ranked(0, many, reps)
+    d.candidates.ranked(5, many, reps)
     slowed = [r for r in reps if d.net.latency_s[5, r.site] < 0.004][:4]
     assert slowed
     actions = [
@@ -135,6 +136,7 @@ def test_a_share_change_ranks_new_sources_with_the_new_share(region) -> None:
     ]  # fmt: skip
     assert not city.apply(Decision(time_s=0.0, actions=actions)).refused
     assert d.candidates.ranked(5, many, reps) == _scalar_ranking(d, 5, many, reps)
+    assert d.candidates.ranked(0, many, reps) == _scalar_ranking(d, 0, many, reps)
 
 
 def test_path_reads_equal_the_array_arithmetic() -> None:

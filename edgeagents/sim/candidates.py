@@ -50,7 +50,7 @@ class Candidates:
         self.share_version = 0
         """Bumped whenever a replica's configured compute share changes."""
         self._nearest: dict[tuple[int, int], tuple[np.ndarray, int]] = {}
-        self._valid_for = (-1, -1)
+        self._valid_for = (-1, -1, -1)
         self._own: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._own_for = (-1, -1)
 
@@ -83,14 +83,15 @@ class Candidates:
 
     def ranked(self, src: int, model: int, replicas: list[Replica]) -> list[Replica]:
         """`replicas` by their latency with empty queues from `src` (backhaul plus a typical
-        prompt's service; unreachable last), kept until the fleet or the network changes."""
+        prompt's service; unreachable last), kept until the fleet, a share or the network
+        changes."""
         return self._ranking(src, model, replicas)[0].tolist()
 
     def _ranking(self, src: int, model: int, replicas: list[Replica]) -> tuple[np.ndarray, int]:
         """`ranked` as an array, and how many of its first replicas `src` reaches (all the
         others are unreachable: their infinite latency ranks them last). An array, not a list:
         a region keeps thousands of these, and the garbage collector walks every list."""
-        key = (self.fleet_version, self.net.version)
+        key = (self.fleet_version, self.share_version, self.net.version)
         if key != self._valid_for:
             self._nearest.clear()
             self._valid_for = key
