@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -34,10 +33,8 @@ def region(sites: int, seed: int = 0) -> tuple[Scenario, str]:
 
 @pytest.mark.parametrize("sites", [1, 7, 100, 1000])
 def test_generated_cities_validate_as_every_scenario(sites: int) -> None:
-    start = time.perf_counter()
     sc, text = region(sites)
     again = Scenario.from_yaml(text)
-    assert time.perf_counter() - start < 5.0
     assert again.model_dump() == sc.model_dump()
     assert len(sc.sites) == sites
     assert {c.site for c in sc.cells} == set(sc.site_names)
