@@ -46,6 +46,13 @@ SHIFTED = dict(
     workload={"demands": [{"model": "llm", "arrivals": {"rate_per_s": 30.0}}]},
     events=[{"at_s": 20, "kind": "site_down", "site": "b"}],
 )
+SURGED = {
+    **{k: v for k, v in SHIFTED.items() if k != "events"},
+    "workload": {
+        "demands": [{"model": "llm", "arrivals": {"rate_per_s": 15.0}}],
+        "shifts": [{"at_s": 20, "model": "llm", "factor": 3.0}],
+    },
+}
 SHORT_WINDOW = {**SHIFTED, "control": {**SHIFTED["control"], "window_s": 10}}
 """Full telemetry windows before the site fails at 20 s."""
 
@@ -277,8 +284,10 @@ def test_without_a_transient_recovery_is_not_judged() -> None:
     }
 
 
-def episode(store, seed: int, choice: int = 1) -> tuple[ScriptedChatModel, object]:
-    sc = tiny_scenario(**SHIFTED)
+def episode(
+    store, seed: int, choice: int = 1, shifted: dict | None = None
+) -> tuple[ScriptedChatModel, object]:
+    sc = tiny_scenario(**(shifted or SHIFTED))
     model = ScriptedChatModel(replies=[f'{{"choice": {choice}, "rationale": "scripted"}}'])
     controller = AgentsController(model, memory=store, thread_id=f"t{seed}")
     run = run_episode(
@@ -307,22 +316,35 @@ def prompts(model: ScriptedChatModel, agent: str) -> list[str]:
     return [str(call[-1].content) for call in model.seen if agent in str(call[0].content)]
 
 
-def test_a_remembered_shift_replans_at_once(tmp_path: Path) -> None:
+def test_a_lost_site_replans_at_once_with_or_without_memory(tmp_path: Path) -> None:
+    """An outage re-plans in the cycle that sees it (`graphs.control.outages_of`), memory or
+    not; memory still stores the shift and the placement that settled after it."""
     store = ExperienceStore(tmp_path / "mem")
     _, cold = episode(store, seed=3)
-    assert early_plans(cold) == 0, "nothing remembered yet: wait for the epoch"
+    assert early_plans(cold) >= 1
+    assert [d for d in cold.decisions if d.plan is not None and 20 <= d.time_s < 30]
     shifts = [e for e in store.all() if e.kind == "shift"]
     assert [e.shift for e in shifts] == ["site b down"]
     assert shifts[0].placement and "b" not in {s for s, ms in shifts[0].placement.items() if ms}
     assert shifts[0].demand["llm"] > 0 and shifts[0].action.startswith("settled on")
 
-    reopened = ExperienceStore(tmp_path / "mem")
-    model, warm = episode(reopened, seed=4)
-    assert early_plans(warm) >= 1, "the recalled shift made the planner re-plan between epochs"
-    early = [d for d in warm.decisions if d.plan is not None and 20 <= d.time_s < 30]
-    assert early, "re-planned right after the failure at 20 s"
+    _, off = episode(None, seed=4)
+    assert [d for d in off.decisions if d.plan is not None and 20 <= d.time_s < 30]
 
-    model, off = episode(None, seed=4)
+
+def test_a_remembered_surge_replans_at_once(tmp_path: Path) -> None:
+    """A surge changes no outage: only a remembered precedent re-plans before the epoch."""
+    store = ExperienceStore(tmp_path / "mem")
+    _, cold = episode(store, seed=3, shifted=SURGED)
+    assert early_plans(cold) == 0, "nothing remembered yet: wait for the epoch"
+    shifts = [e for e in store.all() if e.kind == "shift"]
+    assert [e.shift for e in shifts] == ["surge llm"]
+
+    reopened = ExperienceStore(tmp_path / "mem")
+    model, warm = episode(reopened, seed=4, shifted=SURGED)
+    assert early_plans(warm) >= 1, "the recalled shift made the planner re-plan between epochs"
+
+    model, off = episode(None, seed=4, shifted=SURGED)
     assert early_plans(off) == 0
     assert not any(MARK in p for p in prompts(model, "Scheduler") + prompts(model, "Planner"))
 
@@ -352,9 +374,9 @@ def test_bench_adaptation_cli(tmp_path: Path) -> None:
         assert {"memory", "llm", "shift", "recovery_epochs", "post_shift_mean_latency_s",
                 "jain"} <= set(v)  # fmt: skip
         assert v["llm"] == "none" and v["shift"] == "site-failure"
-    assert rows["off"]["early_replans"] == 0 and rows["off"]["stored_experiences"] == 0
-    assert rows["cold"]["stored_experiences"] > 0
-    assert rows["warm"]["early_replans"] >= 1, "the warm-up's shift was recalled"
+    assert rows["off"]["stored_experiences"] == 0 and rows["cold"]["stored_experiences"] > 0
+    assert rows["off"]["early_replans"] >= 1, "the lost site re-planned before the epoch"
+    assert rows["warm"]["early_replans"] >= rows["off"]["early_replans"]
     for v in rows.values():
         pairs = [(b, x) for b, x in zip(v["epoch_mean_bound_s"], v["epoch_mean_latency_s"],
                                          strict=True) if b is not None]  # fmt: skip

@@ -3,6 +3,7 @@ a call decoded under the answer schema's grammar that stops at its deadline."""
 
 from __future__ import annotations
 
+import atexit
 import json
 import threading
 from collections.abc import Sequence
@@ -51,9 +52,22 @@ def load_llama(
         except Exception as e:
             raise LMConfigError(one_line(f"could not load local LM {key[0]}: {e}")) from None
         lock = threading.RLock()
+        if not _LLAMA_CACHE:
+            atexit.register(close_llamas)
         _LLAMA_CACHE[key] = (llama, lock)
         _LLAMA_LOCKS[id(llama)] = lock
         return llama, lock
+
+
+def close_llamas() -> None:
+    """Frees every cached model while the interpreter is whole: left to `Llama.__del__` at
+    shutdown, llama.cpp's bindings are already torn down and print a traceback."""
+    with _CACHE_LOCK:
+        for llama, lock in _LLAMA_CACHE.values():
+            with lock:
+                llama.close()
+        _LLAMA_CACHE.clear()
+        _LLAMA_LOCKS.clear()
 
 
 def lock_of(llama: Any) -> threading.RLock:

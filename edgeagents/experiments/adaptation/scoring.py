@@ -51,7 +51,9 @@ class VariantResult(BaseModel):
         default_factory=list, description="Per seed, against that seed's lowest steady state."
     )
     refused_after_shift: int
-    early_replans: int = Field(description="Plans made between epochs (memory recalled a shift).")
+    early_replans: int = Field(
+        description="Plans made between epochs (an outage, a notice, a recalled shift)."
+    )
     stored_experiences: int = Field(description="Experiences in the store at the end (max).")
     planner_paths: dict[str, float]
     planner_lm_answers: int = Field(default=0, description="Planner decisions the LM answered.")
