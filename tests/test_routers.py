@@ -259,6 +259,16 @@ def test_weighted_scales_predictions_by_the_weight_ratio_to_the_strength() -> No
     assert WeightedRouter().route(0, reps, City(pred={0: 4.0, 1: 2.1}, routing=policy)).id == 0
 
 
+def test_weighted_discounts_a_backlogged_replica_by_its_queue_per_batch_slot() -> None:
+    """A backlog of 3 batches scales a prediction by (1 + 3) ** 0.5 = 2: a backlogged replica
+    needs under half the idle one's prediction to win."""
+    assert WeightedRouter.backlog_power == 0.5
+    reps = [Replica(0, site=0, max_batch=4, load=12), Replica(1, site=1, max_batch=4)]
+    policy = weighted(a=1.0, b=1.0)
+    assert WeightedRouter().route(0, reps, City(pred={0: 1.9, 1: 4.0}, routing=policy)).id == 0
+    assert WeightedRouter().route(0, reps, City(pred={0: 2.1, 1: 4.0}, routing=policy)).id == 1
+
+
 def test_weighted_counts_unlisted_sites_at_full_weight() -> None:
     """c is not in the policy (a replica loaded since): it counts at the top weight, 1.
     Scores: a 3.0, b 2.0 * sqrt(2) = 2.83, c 2.5."""

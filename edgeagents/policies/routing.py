@@ -80,11 +80,15 @@ class WeightedRouter(Router):
     """Applies the scheduler's `RoutingPolicy`: among the model's candidate sites with a
     positive weight, the replica with the least predicted latency, scaled by
     `(w_max / w) ** strength`, so weights steer between control ticks while live queues and
-    cold starts still count for every prompt. Sites the policy does not list (a replica loaded
-    since) count at full weight; a model without a route is routed greedily."""
+    cold starts still count for every prompt. The prediction is also scaled by
+    `(1 + outstanding / max_batch) ** backlog_power`: a deep queue's prediction is the least
+    sure (prefills and long answers behind it are only estimated), so a replica with a backlog
+    must predict clearly less to win. Sites the policy does not list (a replica loaded since)
+    count at full weight; a model without a route is routed greedily."""
 
     name = "weighted"
     strength: ClassVar[float] = 0.5
+    backlog_power: ClassVar[float] = 0.5
 
     def route(self, i: int, candidates: list[R], city: CityView) -> R:
         model = city.scenario.models[city.prompt_model(i)].name
@@ -100,7 +104,8 @@ class WeightedRouter(Router):
             w = weights.get(sites[r.site].name, top)
             if w <= 0:
                 continue
-            score = city.predict_s(i, r) * (top / w) ** self.strength
+            backlog = (1.0 + r.outstanding() / r.max_batch) ** self.backlog_power
+            score = city.predict_s(i, r) * backlog * (top / w) ** self.strength
             if score < best_score:
                 best, best_score = r, score
         if best is None:
