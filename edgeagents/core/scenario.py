@@ -318,16 +318,7 @@ class Scenario(_Config):
 
     @classmethod
     def from_yaml(cls, text: str, *, source: str = "<scenario>") -> Scenario:
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark is not None else ""
-            raise ScenarioError(f"{source}: not valid YAML{where}") from e
-        if not isinstance(data, dict):
-            raise ScenarioError(
-                f"{source}: a scenario is a YAML mapping, got {type(data).__name__}"
-            )
+        data = yaml_mapping(text, source, ScenarioError, "a scenario is a YAML mapping, got {got}")
         try:
             return cls.model_validate(data)
         except ValidationError as e:
@@ -340,6 +331,20 @@ def _check_unique(field: str, names: list[str]) -> None:
         if n in seen:
             raise ValueError(f"{field}[{i}].name: duplicate name {n!r}")
         seen.add(n)
+
+
+def yaml_mapping(text: str, source: str, error: type[ValueError], not_mapping: str) -> dict:
+    """The YAML mapping in `text`; `error` with one line (`source: ...`, the line of a syntax
+    error, or `not_mapping` with `{got}` the type found) when it is not one."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise error(f"{source}: not valid YAML{where}") from e
+    if not isinstance(data, dict):
+        raise error(f"{source}: {not_mapping.format(got=type(data).__name__)}")
+    return data
 
 
 def _first_error(e: ValidationError) -> str:

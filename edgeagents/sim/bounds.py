@@ -11,8 +11,25 @@ from edgeagents.core.profiles import iterations, service_model, setup_h200_s
 from edgeagents.sim.network import Network, payload_bytes
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from edgeagents.core.scenario import Scenario
+    from edgeagents.core.state import ModelSpec
     from edgeagents.sim.workload import Workload
+
+
+def prompt_work(
+    scenario: Scenario, w: Workload
+) -> Iterator[tuple[ModelSpec, np.ndarray, np.ndarray, np.ndarray]]:
+    """Per model with prompts in `w`: the model, its prompts' indices, their setup time on an
+    H200 (prefill, encoders, VAE) and their iterations (decode tokens or denoising steps)."""
+    for mi, m in enumerate(scenario.models):
+        sel = np.flatnonzero(w.model == mi)
+        if not len(sel):
+            continue
+        setup = setup_h200_s(m, w.input_tokens[sel], w.images[sel], w.audio_s[sel],
+                             w.resolution_px[sel])  # fmt: skip
+        yield m, sel, setup, iterations(m, w.output_tokens[sel], w.steps[sel], w.resolution_px[sel])
 
 
 def standalone_matrix_s(scenario: Scenario, workload: Workload) -> np.ndarray:
@@ -27,13 +44,7 @@ def standalone_matrix_s(scenario: Scenario, workload: Workload) -> np.ndarray:
     backhaul = net.transfer_matrix_s(src, bytes_in) + _transfer_back(net, src, bytes_out)
     service = np.full((len(w), len(scenario.sites)), np.inf)
     catalogue = scenario.gpu_catalogue
-    for mi, m in enumerate(scenario.models):
-        sel = np.flatnonzero(w.model == mi)
-        if not len(sel):
-            continue
-        setup = setup_h200_s(m, w.input_tokens[sel], w.images[sel], w.audio_s[sel],
-                             w.resolution_px[sel])  # fmt: skip
-        iters = iterations(m, w.output_tokens[sel], w.steps[sel], w.resolution_px[sel])
+    for m, sel, setup, iters in prompt_work(scenario, w):
         for si, site in enumerate(scenario.sites):
             for slot in site.gpus:
                 gpu = catalogue[slot.type]

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeagents.core.profiles import iterations, service_model, setup_h200_s
+from edgeagents.core.profiles import service_model
 from edgeagents.core.scenario import Scenario
+from edgeagents.sim.bounds import prompt_work
 from edgeagents.sim.workload import generate_workload
 
 SAMPLE_SEED = 0
@@ -39,13 +40,9 @@ def capacity_per_s(scenario: Scenario) -> float:
     catalogue = scenario.gpu_catalogue
     types = sorted({slot.type for s in scenario.sites for slot in s.gpus})
     cost = {t: np.full(len(scenario.models), np.inf) for t in types}
-    for mi, m in enumerate(scenario.models):
-        sel = np.flatnonzero(w.model == mi)
-        if not len(sel):
-            continue
-        setup = setup_h200_s(m, w.input_tokens[sel], w.images[sel], w.audio_s[sel],
-                             w.resolution_px[sel])  # fmt: skip
-        iters = iterations(m, w.output_tokens[sel], w.steps[sel], w.resolution_px[sel])
+    index = {m.name: mi for mi, m in enumerate(scenario.models)}
+    for m, _, setup, iters in prompt_work(scenario, w):
+        mi = index[m.name]
         for t in types:
             gpu = catalogue[t]
             if gpu.memory_gb < m.memory_gb(1):

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from edgeagents.core.region import generate_region, plan_placement, replica_shares
 from edgeagents.core.region_spec import RegionSpec
-from edgeagents.core.scenario import Scenario, ScenarioError, load_scenario
+from edgeagents.core.scenario import Scenario, ScenarioError, load_scenario, yaml_mapping
 from edgeagents.core.text_shapes import TEXT_SHAPES
 
 SHIPPED_SUITE = "suite"
@@ -109,14 +108,7 @@ def load_suite(path: str | Path | None = None) -> SuiteFile:
             body = Path(path).read_text()
         except OSError as e:
             raise SuiteError(f"{path}: cannot read suite file ({e.strerror or e})") from e
-    try:
-        data = yaml.safe_load(body)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise SuiteError(f"{source}: not valid YAML{where}") from e
-    if not isinstance(data, dict):
-        raise SuiteError(f"{source}: a suite is a YAML mapping with `scenarios`")
+    data = yaml_mapping(body, source, SuiteError, "a suite is a YAML mapping with `scenarios`")
     try:
         return SuiteFile.model_validate(data)
     except ValidationError as e:
