@@ -9,7 +9,12 @@ from dataclasses import dataclass
 import pytest
 from conftest import make_workload, tiny_scenario
 
-from edgeagents.agents.plan_search import placement_actions, placement_moves, search_plans
+from edgeagents.agents.plan_search import (
+    fill_empty_gpus,
+    placement_actions,
+    placement_moves,
+    search_plans,
+)
 from edgeagents.agents.tools import (
     ActionSet,
     Layout,
@@ -523,3 +528,27 @@ def test_deployer_menu_recovery_suspends_share_changes() -> None:
     ]
     assert menu[0].note == "0 planned, 1 recovery, 0 share changes"
     assert [m.name for m in deployer_menu("a", t, three, None, [])] == ["hold"]
+
+
+# ---- refilling empty GPUs -----------------------------------------------------------------------
+
+
+def test_fill_empty_gpus_loads_every_empty_live_gpu_toward_the_busy_model() -> None:
+    """`llm2` has nine tenths of the arrivals and no replica: both empty GPUs take it or, where
+    it is already, `llm`; a GPU that holds a replica and a site that is down take nothing."""
+    t = telemetry([Rep(0, "a")], TWO, rates={"llm": 1.0, "llm2": 9.0})
+    fill = fill_empty_gpus(Layout(t, TWO), TWO, t)
+    assert fill == [act("load", "b", "llm2"), act("load", "c", "llm2")]
+    down = telemetry([Rep(0, "a")], TWO, rates={"llm": 1.0, "llm2": 9.0}, down=("c",))
+    assert fill_empty_gpus(Layout(down, TWO), TWO, down) == [act("load", "b", "llm2")]
+    idle = telemetry([Rep(0, "a")], TWO)
+    assert fill_empty_gpus(Layout(idle, TWO), TWO, idle) == [], "no arrivals: nothing to size to"
+
+
+def test_placement_moves_offer_the_whole_refill_as_one_candidate() -> None:
+    t = telemetry([Rep(0, "a")], TWO, rates={"llm": 1.0, "llm2": 9.0})
+    moves = placement_moves(t, TWO, prediction(llm=1.0, llm2=5.0), {"llm": 1.0, "llm2": 1.0})
+    assert [act("load", "b", "llm2"), act("load", "c", "llm2")] in moves
+    one = telemetry([Rep(0, "a"), Rep(1, "b")], TWO, rates={"llm": 1.0, "llm2": 9.0})
+    moves = placement_moves(one, TWO, prediction(llm=1.0, llm2=5.0), {"llm": 1.0, "llm2": 1.0})
+    assert all(len([a for a in m if a.op == "load"]) <= 1 for m in moves), "one empty GPU: loads"

@@ -33,7 +33,8 @@ def placement_moves(
     per_kind: int = 3,
 ) -> list[list[DeploymentAction]]:
     """Candidate next moves after `prefix`: loads and swaps for the most slowed-down models,
-    unloads of idle replicas. Pruned to a handful so the twin can rank them."""
+    every empty GPU filled at once (`fill_empty_gpus`), unloads of idle replicas. Pruned to
+    a handful so the twin can rank them."""
     layout = Layout(telemetry, scenario)
     for a in prefix:
         layout.apply(a)
@@ -73,6 +74,12 @@ def placement_moves(
                     DeploymentAction(site=d.site, model=name, op="load", gpu_index=d.gpu_index),
                 ]
             )
+    refill = Layout(telemetry, scenario)
+    for a in prefix:
+        refill.apply(a)
+    fill = fill_empty_gpus(refill, scenario, telemetry)
+    if len(fill) >= 2:
+        moves.append(fill)
     busy = {r.deployment.replica_id: r.busy_share for r in telemetry.replicas}
     idle = [
         d
@@ -84,6 +91,40 @@ def placement_moves(
             [DeploymentAction(site=d.site, model=d.model, op="unload", gpu_index=d.gpu_index)]
         )
     return [list(prefix) + m for m in moves]
+
+
+def fill_empty_gpus(
+    layout: Layout, scenario: Scenario, telemetry: Telemetry
+) -> list[DeploymentAction]:
+    """One load on every live GPU that holds nothing (a site back from an outage, a GPU never
+    used): each the model furthest below its share of the city's work (window arrivals x
+    stand-alone time / batch limit) counting the replicas it has, not yet at that site. One
+    candidate, since loads one step at a time refill an empty site over several epochs."""
+    empty = sorted(k for k in layout.gpus if k[0] in layout.up and layout.tenants(k) == 0)
+    rates, _ = telemetry.window_demand()
+    if not empty or not any(r > 0 for r in rates.values()):
+        return []
+    work = {
+        m.name: rates.get(m.name, 0.0)
+        * typical_standalone_s(scenario, m, layout.gpus[empty[0]])
+        / m.max_batch
+        for m in scenario.models
+    }
+    total = sum(work.values())
+    counts = Counter(d.model for d in layout.replicas)
+    loads: list[DeploymentAction] = []
+    for key in empty:
+        here = {d.model for d in layout.replicas if d.site == key[0]}
+        n = len(layout.replicas) + 1
+        fits = [m for m in scenario.models if m.name not in here and layout.fits(m, key)]
+        if not fits:
+            continue
+        pick = max(fits, key=lambda m: work[m.name] / total * n - counts[m.name])
+        a = DeploymentAction(site=key[0], model=pick.name, op="load", gpu_index=key[1])
+        if layout.apply(a):
+            counts[pick.name] += 1
+            loads.append(a)
+    return loads
 
 
 def placement_actions(
