@@ -31,6 +31,11 @@ FAILED_CODES = ("replica_failed", "timeout", "site_down")
 """Error codes of a request the city failed to serve (recorded as `failed`, not `refused`)."""
 
 
+STATS_TIMEOUT_S = 10.0
+"""How long a snapshot waits for one server's figures (a loading or dead one is reported
+unreachable)."""
+
+
 class SiteDown(Exception):
     """The site of an in-flight call lost its Ray node."""
 
@@ -152,7 +157,7 @@ class RequestRouter:
 
         async def one(model: str, site: str) -> Any:
             call = self._handle(server_app_name(model, site)).stats.remote()
-            return await asyncio.wait_for(_await(call), 10.0)
+            return await self._reply(call, site, timeout_s=STATS_TIMEOUT_S)
 
         results = await asyncio.gather(*(one(m, s) for m, s in pairs), return_exceptions=True)
         servers, unreachable = [], []
@@ -223,14 +228,12 @@ class RequestRouter:
         last = tried[-1]
         return last if last in self._placed_up(model) else None
 
-    async def _reply(self, response: Any, site: str) -> Any:
-        """The server's reply; SiteDown if the site's node goes first, TimeoutError past the
-        request timeout."""
+    async def _reply(self, response: Any, site: str, *, timeout_s: float) -> Any:
+        """The server's reply; SiteDown if the site's node goes first (a call to a dead node's
+        replica would wait for ever), TimeoutError past `timeout_s`."""
         call = asyncio.ensure_future(_await(response))
         down = asyncio.ensure_future(self._down_event(site).wait())
-        done, _ = await asyncio.wait(
-            {call, down}, timeout=self.config.request_timeout_s, return_when="FIRST_COMPLETED"
-        )
+        done, _ = await asyncio.wait({call, down}, timeout=timeout_s, return_when="FIRST_COMPLETED")
         down.cancel()
         if call in done:
             return call.result()
@@ -319,7 +322,7 @@ class RequestRouter:
                 if up:
                     await asyncio.sleep(up)
                 resp = self._handle(server_app_name(model, site)).infer.remote(request)
-                reply = await self._reply(resp, site)
+                reply = await self._reply(resp, site, timeout_s=self.config.request_timeout_s)
                 return reply, {"site": site, "network_s": up, "retries": i}
             except TimeoutError:
                 raise OpenAIError(

@@ -1,8 +1,10 @@
-"""The Ray Serve city on a 3-node Ray cluster, one node per edge site (`ray.cluster_utils`).
+"""The Ray Serve city on a 3-node Ray cluster, one node per edge site (`ray.cluster_utils`),
+and one `bench faults --target ray` row on the same cluster.
 
 The head node is site a (and carries the gateway, Serve's controller and proxy); two worker
 nodes are sites b and c, each offering only its `site-<name>` resource. The real SmolLM2
-serves `chat`. One module-scoped cluster runs, in order: the placement across nodes, a move
+serves `chat`. One module-scoped cluster runs, in order: a fault row (a replica killed under
+load), then, with the city deployed, the placement across nodes, a move
 from a to b that routing follows, and the removal of c's node mid-run (its in-flight prompts
 retried on another site, the site reported down, loads there refused, the agents
 re-planning). Ray is shut down at the end whatever happened. Select with `-m serve`.
@@ -56,41 +58,80 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """Head = site a, workers = sites b and c; Serve on 127.0.0.1 (proxy on the head only),
-    the city deployed. Everything is shut down at the end."""
+def nodes(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Head = site a, workers = sites b and c, the driver connected; everything is shut down
+    at the end."""
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import ray
-    from ray import serve
     from ray.cluster_utils import Cluster
 
-    from serving.city import RayServeCity
+    from serving.faults.cluster import SiteCluster
 
-    path: Path = tmp_path_factory.mktemp("nodes") / "three-nodes.yaml"
-    path.write_text(SCENARIO)
-    port = _free_port()
     c = Cluster(
         initialize_head=True,
         head_node_args={"num_cpus": 2, "resources": {"site-a": 1}, "include_dashboard": False},
     )
     try:
-        nodes = {
-            "a": c.head_node,
-            "b": c.add_node(num_cpus=2, resources={"site-b": 1}),
-            "c": c.add_node(num_cpus=2, resources={"site-c": 1}),
-        }
+        sites = SiteCluster(c, {"a": c.head_node}, owned=True)
+        sites.add("b")
+        sites.add("c")
         ray.init(address=c.address, log_to_driver=False)
-        serve.start(http_options={"host": "127.0.0.1", "port": port}, proxy_location="HeadOnly")
+        path: Path = tmp_path_factory.mktemp("nodes") / "three-nodes.yaml"
+        path.write_text(SCENARIO)
+        yield sites, path
+    finally:
+        try:
+            ray.shutdown()
+        finally:
+            c.shutdown()
+
+
+@pytest.fixture(scope="module")
+def cluster(nodes: Any) -> Any:
+    """Serve on 127.0.0.1 (proxy on the head only) and the city deployed on the cluster."""
+    from ray import serve
+
+    from serving.city import RayServeCity
+
+    sites, path = nodes
+    port = _free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port}, proxy_location="HeadOnly")
+    try:
         city = RayServeCity(
             {"gateway": {"scenario": str(path), "request_timeout_s": 60}, "max_batch": 2}
         )
-        yield {"cluster": c, "nodes": nodes, "city": city, "url": f"http://127.0.0.1:{port}"}
+        yield {"cluster": sites, "city": city, "url": f"http://127.0.0.1:{port}"}
     finally:
-        try:
-            serve.shutdown()
-        finally:
-            ray.shutdown()
-            c.shutdown()
+        serve.shutdown()
+
+
+def test_a_ray_fault_row_end_to_end(nodes: Any) -> None:
+    """`bench faults --target ray`'s replica-crash row on a 15-s run: the replica at c killed
+    under load, every prompt served or refused with a reason, the agents' loop to the end.
+    It runs first, on the same cluster, and leaves it whole with Serve shut down."""
+    from edgeagents.core.scenario import load_scenario
+    from edgeagents.experiments.faults import FaultsSettings, RayFaultsSettings, fault_window
+    from serving.faults import RAY_TARGET
+
+    sites, path = nodes
+    sc = load_scenario(str(path))
+    start, end = fault_window(sc, 15.0)
+    settings = FaultsSettings(
+        target="ray", scenario=str(path), duration_s=15.0, fault_start_s=start,
+        fault_end_s=end, recovery_window_s=5.0, recovery_step_s=1.0,
+        ray=RayFaultsSettings(rate_per_s=1.0),
+    )  # fmt: skip
+    report = RAY_TARGET.run(sc, settings, ["replica-crash", "link-cut"], cluster=sites)
+    row, skipped = report.rows
+    assert (row.status, row.problems) == ("ok", []), row
+    fig = row.agents
+    assert fig.offered == report.prompts > 5
+    assert fig.lost == 0 and fig.served + fig.refused == fig.offered
+    assert fig.reached_end and fig.ticks == 3
+    assert row.ray.fault_at_s and row.ray.fault_at_s[0] >= start
+    assert "killed (ray.kill)" in row.fault and "chat at c" in row.fault
+    assert skipped.status == "not implemented" and "emulated delay" in skipped.reason
+    assert sorted(sites.nodes) == ["a", "b", "c"]
 
 
 def _chat(url: str, tokens: int = 4) -> dict[str, Any]:
@@ -117,8 +158,8 @@ def _route(city: Any, weights: dict[str, float]) -> None:
 
 
 def test_placement_across_nodes(cluster: dict[str, Any]) -> None:
-    city, nodes = cluster["city"], cluster["nodes"]
-    assert _servers(city) == {"a": nodes["a"].node_id, "c": nodes["c"].node_id}
+    city, nodes = cluster["city"], cluster["cluster"]
+    assert _servers(city) == {"a": nodes.node_id("a"), "c": nodes.node_id("c")}
     t = city.observe()
     assert [s.up for s in t.sites] == [True, True, True]
     assert {s.site: s.loaded_models for s in t.sites} == {"a": ["chat"], "b": [], "c": ["chat"]}
@@ -127,7 +168,7 @@ def test_placement_across_nodes(cluster: dict[str, Any]) -> None:
 def test_a_move_between_nodes_and_routing_follows(cluster: dict[str, Any]) -> None:
     from edgeagents.core.state import Decision, DeploymentAction
 
-    city, nodes, url = cluster["city"], cluster["nodes"], cluster["url"]
+    city, nodes, url = cluster["city"], cluster["cluster"], cluster["url"]
     move = [
         DeploymentAction(site="b", model="chat", op="load"),
         DeploymentAction(site="a", model="chat", op="unload"),
@@ -135,7 +176,7 @@ def test_a_move_between_nodes_and_routing_follows(cluster: dict[str, Any]) -> No
     report = city.apply(Decision(time_s=city.now, actions=move))
     assert not report.refused, report.refused
     assert city.placement == {"b": ["chat"], "c": ["chat"]}
-    assert _servers(city) == {"b": nodes["b"].node_id, "c": nodes["c"].node_id}
+    assert _servers(city) == {"b": nodes.node_id("b"), "c": nodes.node_id("c")}
     _route(city, {"b": 1.0})
     answers = [_chat(url) for _ in range(3)]
     assert [(r["status"], r["x_edgeagents"]["site"]) for r in answers] == [(200, "b")] * 3
@@ -163,7 +204,7 @@ def test_node_removed_mid_run(cluster: dict[str, Any]) -> None:
     while not city._gateway.snapshot.remote().result(timeout_s=30)["inflight"]:
         assert time.monotonic() < deadline, "no prompt reached c"
         time.sleep(0.05)
-    cluster["cluster"].remove_node(cluster["nodes"]["c"])
+    cluster["cluster"].remove("c")
     for t in threads:
         t.join(timeout=120)
     assert len(answers) == 6  # none lost
