@@ -144,12 +144,14 @@ class RayCampaign:
         city, cluster = self._city(), self._cluster()
         for site in self.sites:
             if site not in cluster.nodes:
-                cluster.add(site)
+                cluster.add(site, spawn=True)  # Ray's own threads run: never fork the driver
         deadline = time.monotonic() + READY_TIMEOUT_S
-        while city.observe() and city.down_sites:
+        city.observe()
+        while city.down_sites:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"sites still down after reset: {sorted(city.down_sites)}")
             time.sleep(0.5)
+            city.observe()
         want = {(s, m) for s, ms in self.city_scenario.placement.items() for m in ms}
         have = {(s, m) for s, ms in city.placement.items() for m in ms}
         actions = [DeploymentAction(site=s, model=m, op="unload") for s, m in sorted(have - want)]
@@ -229,7 +231,8 @@ class RayCampaign:
             "no-fault": "none: the same city, load and seed, for comparison",
             "node-removal": f"the Ray node of site {v} removed at {s.fault_start_s:g} s, for "
             "the rest of the row",
-            "site-crash": f"site {v} down {window}: its Ray node removed, a fresh one added",
+            "site-crash": f"site {v} down from {s.fault_start_s:g} s: its Ray node removed, a "
+            f"fresh one started at {s.fault_end_s:g} s (`ray start`)",
             "replica-crash": f"the replica of {self.model} at {v} killed (ray.kill) at "
             f"{s.fault_start_s:g} s, under load; Serve starts another",
             "overload": f"every demand x{s.overload_factor:g} {window}, the gateway's queues "
@@ -309,7 +312,7 @@ class RayCampaign:
         if case in ("node-removal", "site-crash") and edge == "start":
             cluster.remove(self.victim)
         elif case == "site-crash" and edge == "end":
-            cluster.add(self.victim)
+            cluster.add(self.victim, spawn=True, wait=False)  # the city sees it come up
         elif case == "replica-crash" and edge == "start":
             kill_replica(server_app_name(self.model, self.victim))
         else:
