@@ -160,6 +160,28 @@ class RayCampaign:
         if report.refused:
             raise RuntimeError(f"reset refused: {report.refused[0].reason}")
         self._wait_running()
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """One short request to each server, pinned by routing (a fresh llama.cpp server's
+        first call pages its model in), then no routing policy again: the row's "before"
+        measures the city, not the reset."""
+        import httpx
+
+        from serving.loadgen import prompt_text
+
+        city = self._city()
+        pairs = [(site, m) for site, models in city.placement.items() for m in models]
+        with httpx.Client(base_url=self.url, timeout=120) as client:
+            for site, m in pairs:
+                routes = {m: [{"site": site, "weight": 1}]}
+                pin = RoutingPolicy.model_validate({"routes": routes})
+                city.apply(Decision(time_s=city.now, routing=pin))
+                words = prompt_text(4, 0)
+                body = {"model": m, "max_tokens": 1,
+                        "messages": [{"role": "user", "content": words}]}  # fmt: skip
+                client.post("/v1/chat/completions", json=body)
+        city.apply(Decision(time_s=city.now, routing=RoutingPolicy()))
 
     def _wait_running(self) -> None:
         """Every server app RUNNING (a killed replica's replacement included)."""
@@ -288,8 +310,10 @@ class RayCampaign:
                     ]
                     last_tick = at
                     self.progress(case, min(at / horizon, 0.99))
-                elif self.inject(case, what):
-                    ray.fault_at_s.append(round(city.now - start, 2))
+                else:
+                    began = round(city.now - start, 2)
+                    if self.inject(case, what):
+                        ray.fault_at_s.append(began)
             load.wait()
         arrival, lat, refused = outcomes(prompts)
         ray.retried = sum(1 for p in prompts if p.served and p.retries)
