@@ -81,11 +81,8 @@ class RayCampaign:
 
     def run(self, cases: Sequence[str]) -> FaultsReport:
         t0 = time.perf_counter()
-        rows = []
-        if any(c not in RAY_NOT_IMPLEMENTED for c in cases):
-            with self.city_up():
-                rows = [self.row(c) for c in cases]
-        else:
+        runs = any(c not in RAY_NOT_IMPLEMENTED for c in cases)  # else: no Ray at all
+        with self.city_up() if runs else contextlib.nullcontext():
             rows = [self.row(c) for c in cases]
         plain = row_prompts(self.city_scenario, self.settings, overload=False)
         return FaultsReport(
