@@ -29,6 +29,8 @@ from edgeagents.core.scenario import load_scenario
 from serving.config import (
     BACKEND_FOR_KIND,
     GATEWAY_APP,
+    HEAD_NODE_RESOURCE,
+    SITE_RESOURCE_PREFIX,
     CityAppConfig,
     GatewayConfig,
     ModelServerConfig,
@@ -85,6 +87,25 @@ def create_api() -> FastAPI:
 api = create_api()
 
 
+def site_nodes() -> dict[str, list[str]]:
+    """Site -> ids of the live Ray nodes that offer its `site-<name>` resource."""
+    import ray
+
+    out: dict[str, list[str]] = {}
+    for node in ray.nodes():
+        if not node.get("Alive"):
+            continue
+        for key, amount in node.get("Resources", {}).items():
+            if key.startswith(SITE_RESOURCE_PREFIX) and amount > 0:
+                out.setdefault(key.removeprefix(SITE_RESOURCE_PREFIX), []).append(node["NodeID"])
+    return out
+
+
+def live_sites() -> set[str]:
+    """Sites that some live Ray node offers now: the others are down."""
+    return set(site_nodes())
+
+
 class GatewayRoute(NamedTuple):
     """One route of the ingress: HTTP method, path, and the `GatewayIngress` function."""
 
@@ -114,7 +135,11 @@ def _route(method: str, path: str) -> Callable[[_Endpoint], _Endpoint]:
 @serve.ingress(api)
 class GatewayIngress(Gateway):
     """The gateway as a FastAPI ingress: OpenAI routes under /v1, operator notices under
-    /v1/operator (bearer token), control under /admin."""
+    /v1/operator (bearer token), control under /admin. It watches Ray's node liveness: a
+    site whose node is gone is down (`RequestRouter`)."""
+
+    def __init__(self, config: GatewayConfig | dict[str, Any] | None = None) -> None:
+        super().__init__(config, live_sites=live_sites)
 
     @_route("POST", "/v1/chat/completions")
     async def _chat(self, request: Request) -> Response:
@@ -170,13 +195,13 @@ def create_gateway_api(gateway: Gateway) -> FastAPI:
 
 
 def gateway_deployment_options(config: GatewayConfig) -> dict[str, Any]:
-    """One gateway replica (exact in-flight counts), a small CPU share, a deep Serve queue:
-    back-pressure is the gateway's own 429, not Serve's."""
+    """One gateway replica (exact in-flight counts) on the head node, a small CPU share, a
+    deep Serve queue: back-pressure is the gateway's own 429, not Serve's."""
     return {
         "name": "Gateway",
         "num_replicas": 1,
         "max_ongoing_requests": 1000,
-        "ray_actor_options": {"num_cpus": 0.1},
+        "ray_actor_options": {"num_cpus": 0.1, "resources": {HEAD_NODE_RESOURCE: 0.001}},
     }
 
 

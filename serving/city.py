@@ -7,6 +7,11 @@ RUNNING, measuring the real load time; an unload deletes it); `advance()` sleeps
 `operator_notices()` hands the agents the notices operators posted to the gateway
 (`POST /v1/operator/notices`), published on `now`'s clock.
 
+A site is up while some live Ray node offers its `site-<name>` resource (the gateway watches
+node liveness). When its node goes, `observe()` reports the site down (`SiteTelemetry.up`,
+which makes the planner re-plan), drops its replicas (their app is deleted: Serve cannot place
+them anywhere else) and loads there are refused until a node offers the site again.
+
 GPU memory is accounted as in the simulator, from the scenario's GPUs and `ModelSpec.memory_gb`:
 an action that cannot fit is refused with a reason, whether or not the machine has such GPUs.
 One replica per (model, site): a second load of the same pair is refused.
@@ -87,6 +92,10 @@ class RayServeCity:
         self._epoch0 = time.time()
         self._next_id = 0
         self._replicas: dict[tuple[str, str], _Replica] = {}
+        self.down_sites: set[str] = set()
+        """Sites whose Ray node is gone (as of the last `observe`)."""
+        self.site_events: list[tuple[float, str, bool]] = []
+        """(time on `now`'s clock, site, up) for each site that went down or came back."""
         self._gpus = {
             s.name: [
                 self.scenario.gpu_catalogue[slot.type] for slot in s.gpus for _ in range(slot.count)
@@ -143,6 +152,8 @@ class RayServeCity:
 
         for a in in_apply_order(decision.actions):
             refusal = self._check(a)
+            if refusal is None and a.op == "load" and a.site in self.down_sites:
+                refusal = f"site {a.site} is down (its Ray node is gone)"
             if refusal is None and a.op == "load" and missing_sites([a.site]):
                 refusal = f"no Ray node for site {a.site}: " + site_resources_hint([a.site])
             if refusal:
@@ -209,6 +220,7 @@ class RayServeCity:
         window = self.scenario.control.window_s
         since = self._epoch0 + max(0.0, self.now - window)
         snap = self._gateway.snapshot.remote().result(timeout_s=60)
+        self._follow_sites(set(snap.get("down_sites", [])))
         records = self._gateway.records.remote(since).result(timeout_s=60)
         span = max(min(window, self.now), 1e-6)
         stats = {(s["site"], s["model"]): s for s in snap["servers"]}
@@ -255,6 +267,25 @@ class RayServeCity:
         return [Notice.model_validate(n) for n in held]
 
     # ---- helpers --------------------------------------------------------------------------
+
+    def _follow_sites(self, down: set[str]) -> None:
+        """A site newly down loses its replicas (their apps deleted, memory freed, the gateway
+        told); one back up comes back empty."""
+        from ray import serve
+
+        for site in sorted(down ^ self.down_sites):
+            self.site_events.append((self.now, site, site not in down))
+        gone = [key for key in self._replicas if key[0] in down - self.down_sites]
+        self.down_sites = set(down)
+        if not gone:
+            return
+        lost = [DeploymentAction(site=site, model=m, op="unload") for site, m in sorted(gone)]
+        for site, m in gone:
+            self._replicas.pop((site, m))
+        self._push_placement()
+        self.timeline.append(Decision(time_s=self.now, actions=lost))
+        for a in lost:
+            serve.delete(server_app_name(a.model, a.site), _blocking=False)
 
     @property
     def placement(self) -> dict[str, list[str]]:
@@ -371,7 +402,7 @@ class RayServeCity:
             )
         return SiteTelemetry(
             site=site,
-            up=True,
+            up=site not in self.down_sites,
             gpus=gpus,
             loaded_models=sorted({r.deployment.model for r in here}),
             queue_len=sum(r.queue_len for r in here),

@@ -34,9 +34,17 @@ GATEWAY_APP = "gateway"
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
+SITE_RESOURCE_PREFIX = "site-"
+
+
 def site_resource(site: str) -> str:
     """The Ray custom resource that marks the node (or share of a node) of an edge site."""
-    return f"site-{site}"
+    return f"{SITE_RESOURCE_PREFIX}{site}"
+
+
+HEAD_NODE_RESOURCE = "node:__internal_head__"
+"""Ray's resource of the head node: the gateway is pinned there, beside Serve's controller and
+HTTP proxy, so losing a site's node never takes the gateway with it."""
 
 
 def server_app_name(model: str, site: str) -> str:
@@ -121,6 +129,13 @@ class GatewayConfig(_Config):
     retries: int = Field(default=1, ge=0, le=3, description="Retries of a call whose replica died.")
     retry_backoff_s: float = Field(
         default=0.5, ge=0, le=30, description="Wait before retrying on the same site."
+    )
+    liveness_poll_s: float = Field(
+        default=0.5,
+        gt=0,
+        le=60,
+        description="How often the gateway (in Serve) asks Ray which nodes are alive: a site "
+        "whose node is gone is down within about this long.",
     )
     telemetry_window_s: float = Field(
         default=30.0, gt=0, description="Window of the latency aggregates in snapshots."

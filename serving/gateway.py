@@ -59,8 +59,9 @@ class Gateway(RequestRouter):
         config: GatewayConfig | dict[str, Any] | None = None,
         *,
         handle_factory: Callable[[str], Any] | None = None,
+        live_sites: Callable[[], set[str]] | None = None,
     ) -> None:
-        super().__init__(config, handle_factory=handle_factory)
+        super().__init__(config, handle_factory=handle_factory, live_sites=live_sites)
         self._board = NoticeBoard()
 
     # ---- operator notices ------------------------------------------------------------------

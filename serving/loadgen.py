@@ -76,6 +76,7 @@ class SentPrompt:
     queue_s: float | None = None
     infer_s: float | None = None
     batch: int | None = None
+    retries: int | None = None
     completion_tokens: int | None = None
     text_seed: int = 0
 
@@ -194,6 +195,7 @@ def send(client: httpx.Client, p: SentPrompt, *, timeout_s: float = 120.0) -> Se
     p.queue_s = facts.get("queue_s")
     p.infer_s = facts.get("infer_s")
     p.batch = facts.get("batch")
+    p.retries = facts.get("retries")
     usage = body.get("usage") or {}
     if p.kind in ("llm", "vlm") and "completion_tokens" in usage:
         p.completion_tokens = int(usage["completion_tokens"])

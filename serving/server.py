@@ -37,6 +37,7 @@ class ServerStats(BaseModel):
     synthetic_weights: bool = Field(description="True: random weights, outputs are noise.")
     replica: str = Field(description="Serve replica id (or pid outside Serve).")
     pid: int
+    node_id: str = Field(default="", description="Ray node of the replica ('' outside Ray).")
     load_s: float = Field(description="Seconds the engine took to build or read its model.")
     queue_len: int = Field(ge=0, description="Requests waiting for a batch.")
     running: int = Field(ge=0, description="Requests in the batch now running.")
@@ -66,6 +67,15 @@ def _replica_id() -> str:
         return serve.get_replica_context().replica_id.unique_id
     except Exception:
         return f"pid-{os.getpid()}"
+
+
+def _node_id() -> str:
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
+    except Exception:
+        return ""
 
 
 class ModelServer:
@@ -190,6 +200,7 @@ class ModelServer:
             synthetic_weights=self.engine.synthetic_weights,
             replica=_replica_id(),
             pid=os.getpid(),
+            node_id=_node_id(),
             load_s=self.load_s,
             queue_len=self._queue.qsize() if self._queue else 0,
             running=self._running,

@@ -194,8 +194,12 @@ def test_cli_exits_1_when_a_case_fails(tmp_path):
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["--target", "ray"], "not yet: the Ray Serve city's fault cases are not implemented"),
-        (["--target", "k8s"], "--target 'k8s'"),
+        (["--target", "k8s"], "--target 'k8s': expected one of sim, ray"),
+        (["--target", "nonsense"], "--target 'nonsense'"),
+        (["--rate", "2"], "--rate 2: applies to --target ray only"),
+        (["--target", "ray", "--rate", "0"], "--rate 0"),
+        (["--target", "ray", "--cases", "node-removal,meteor"], "(--target ray)"),
+        (["--cases", "node-removal"], "(--target sim)"),
         (["--duration", "0"], "--duration 0"),
         (["--duration", "-5"], "--duration -5"),
         (["--json", "/nowhere/at/all/faults.json"], "does not exist"),

@@ -196,3 +196,47 @@ def test_a_dead_replica_is_retried_once_then_fails_clearly() -> None:
         asyncio.run(gw._call("whisper-large-v3", {}, None, 0.0))
     assert (err.value.status, err.value.code, flaky.calls) == (503, "replica_failed", 2)
     assert gw._inflight[("whisper-large-v3", "clifton")] == 0
+
+
+class _HangingServer:
+    """A server handle whose calls never answer (its node is gone, Serve has no replica)."""
+
+    def __init__(self) -> None:
+        self.infer = self
+
+    def remote(self, request: dict[str, Any]) -> Any:
+        return asyncio.Event().wait()
+
+
+def test_a_call_to_a_site_that_goes_down_is_retried_elsewhere_or_refused() -> None:
+    """The gateway watches which sites some live node offers: the call in flight to a site
+    that goes down stops waiting and goes to another site; with every site of the model down,
+    a request is refused with `site_down`."""
+    from serving.protocol import OpenAIError
+
+    model, live = "whisper-large-v3", set[str]()
+    gw = Gateway(
+        {"placement": {"clifton": [model], "southmead": [model]}, "liveness_poll_s": 0.01},
+        handle_factory=lambda app: _HangingServer() if app.endswith("clifton") else _FlakyServer(0),
+        live_sites=lambda: set(live),
+    )
+    live |= set(gw.scenario.site_names)  # every site has a node
+    gw.set_policy({"routes": {model: [{"site": "clifton", "weight": 1.0}]}})
+
+    async def scenario() -> tuple[Any, list[str], OpenAIError]:
+        call = asyncio.create_task(gw._call(model, {}, None, 0.0))
+        await asyncio.sleep(0.1)
+        assert not call.done()  # waiting on clifton
+        live.discard("clifton")
+        answer = await asyncio.wait_for(call, 5)
+        down = gw.down_sites()
+        live.discard("southmead")
+        await asyncio.sleep(0.1)
+        with pytest.raises(OpenAIError) as err:
+            await gw._call(model, {}, None, 0.0)
+        return answer, down, err.value
+
+    (_, facts), down, refused = asyncio.run(scenario())
+    assert (facts["site"], facts["retries"], down) == ("southmead", 1, ["clifton"])
+    assert (refused.status, refused.code) == (503, "site_down")
+    assert gw._inflight[(model, "clifton")] == 0

@@ -30,26 +30,37 @@ if TYPE_CHECKING:
         FaultsSettings,
         PolicyFigures,
         ProcessFaultFigures,
+        RayRowFigures,
     )
 
-TARGETS = ("sim", "ray")
 COLUMNS = (
     "case", "policy", "offered", "served", "refused", "lost", "before", "during", "after",
     "recover", "fallback", "LM failed", "status",
 )  # fmt: skip
-RAY_NOT_YET = "not yet: the Ray Serve city's fault cases are not implemented"
+RAY_ROW_S = 45.0
+"""Default wall seconds of one row on the Ray target."""
 
 TargetOpt = Annotated[
-    str, typer.Option(help="Where the faults happen: sim (the simulated city). ray: not yet.")
-]
+    str,
+    typer.Option(help="Where the faults happen: sim (the simulated city) or ray (the Ray Serve "
+                 "city on a local Ray cluster, one node per site; the serve extra)."),
+]  # fmt: skip
 CasesOpt = Annotated[
     str | None,
-    typer.Option(help="Comma-separated fault cases (default: all): no-fault, site-crash, "
-                 "link-cut, overload, lm-down, lm-slow, lm-garbage-text, lm-garbage-json, "
-                 "memory-unreadable, kill-and-resume."),
+    typer.Option(help="Comma-separated fault cases (default: all of the target's). sim: "
+                 "no-fault, site-crash, link-cut, overload, lm-down, lm-slow, lm-garbage-text, "
+                 "lm-garbage-json, memory-unreadable, kill-and-resume. ray: no-fault, "
+                 "node-removal, site-crash, replica-crash, overload, the four lm- cases (and "
+                 "link-cut, memory-unreadable, kill-and-resume, listed as not run there)."),
 ]  # fmt: skip
 FaultsDurationOpt = Annotated[
-    float | None, typer.Option(help="Arrival horizon in simulated s (default: the scenario's).")
+    float | None,
+    typer.Option(help="Arrival horizon: simulated s (sim; default: the scenario's), or wall s "
+                 f"per row (ray; default {RAY_ROW_S:g})."),
+]  # fmt: skip
+RateOpt = Annotated[
+    float | None,
+    typer.Option(help="ray only: prompts per s sent outside the overload window (default 1)."),
 ]
 FaultsSeedOpt = Annotated[int, typer.Option(help="Seed of workload and routing (>= 0).")]
 FaultsLlmOpt = Annotated[
@@ -75,15 +86,18 @@ def bench_faults(
     seed: FaultsSeedOpt = 0,
     llm: FaultsLlmOpt = "none",
     decision_s: FaultsDecisionSOpt = 1.0,
+    rate: RateOpt = None,
     json_path: JsonOpt = None,
 ) -> None:
     """Fault cases on the simulated city (site crash, link cut, overload, the LM endpoint down,
     slow or answering garbage, the experience store unreadable, `edgeagents run` killed and
-    resumed), the agents beside greedy-autoscale on the same workload and seed. Exit 1 if a
-    case fails: a prompt lost, a control loop stopped, an LM call answered in an LM row, no
-    warning in the memory row, a resumed run unlike the uninterrupted one."""
+    resumed), the agents beside greedy-autoscale on the same workload and seed; or, with
+    `--target ray`, on the Ray Serve city (a node removed, a site crashed, a replica killed
+    under load, overload, the LM faults). Exit 1 if a case fails: a prompt lost, a control
+    loop stopped, an LM call answered in an LM row, no warning in the memory row, a resumed
+    run unlike the uninterrupted one."""
     sc, settings, chosen = faults_input_or_fail(
-        target, scenario, cases, duration, seed, llm, decision_s, json_path
+        target, scenario, cases, duration, seed, llm, decision_s, json_path, rate
     )
     report = faults_with_progress(sc, settings, chosen)
     print_faults(report)
@@ -103,39 +117,54 @@ def faults_input_or_fail(
     llm: str,
     decision_s: float,
     json_path: Path | None,
+    rate: float | None = None,
 ) -> tuple[Scenario, FaultsSettings, list[str]]:
     """Every option checked before any episode: bad input is one line and exit 2."""
-    from edgeagents.experiments.faults import CASES, FaultsSettings, fault_window
+    from edgeagents.experiments.faults import FaultsSettings, RayFaultsSettings, fault_window
+    from edgeagents.experiments.faults.targets import TargetUnavailable, fault_target
 
-    if target == "ray":
-        fail(RAY_NOT_YET)
-    if target not in TARGETS:
-        fail(f"--target {target!r}: expected sim (ray: not yet)")
+    try:
+        found = fault_target(target)
+    except (ValueError, TargetUnavailable) as e:
+        fail(str(e))
+    ray = target == "ray"
+    if rate is not None and not ray:
+        fail(f"--rate {rate:g}: applies to --target ray only")
+    if rate is not None and not (rate > 0 and rate < float("inf")):
+        fail(f"--rate {rate:g}: expected a positive number of prompts per s")
     if duration is not None and not duration > 0:
         fail(f"--duration {duration:g}: expected a positive number of simulated seconds")
     if seed < 0:
         fail(f"--seed {seed}: expected a seed >= 0")
     if not decision_s >= 0:
         fail(f"--decision-s {decision_s:g}: expected seconds >= 0")
-    named = (cases or ",".join(CASES)).split(",")
+    known = found.cases
+    named = (cases or ",".join(known)).split(",")
     chosen = list(dict.fromkeys(c.strip() for c in named if c.strip()))
-    bad = [c for c in chosen if c not in CASES]
+    bad = [c for c in chosen if c not in known]
     if bad or not chosen:
-        fail(f"--cases {cases!r}: expected some of {', '.join(CASES)}")
+        fail(f"--cases {cases!r}: expected some of {', '.join(known)} (--target {target})")
     check_writable(json_path, "--json")
     sc = scenario_or_fail(scenario)
-    horizon = sc.duration_s if duration is None else duration
+    horizon = (RAY_ROW_S if ray else sc.duration_s) if duration is None else duration
     tick = sc.control.tick_s
     if horizon < 3 * tick:
         fail(f"--duration {horizon:g}: too short for a fault window (at least 3 control ticks, "
              f"{3 * tick:g} s)")  # fmt: skip
-    check_extras(llm, chosen)
+    check_extras(llm, [c for c in chosen if c not in found.not_implemented])
     start, end = fault_window(sc, horizon)
     settings = FaultsSettings(
-        scenario=scenario, seed=seed, duration_s=horizon, decision_s=decision_s, llm=llm,
-        fault_start_s=start, fault_end_s=end, recovery_window_s=sc.control.window_s,
-        recovery_step_s=tick,
+        target=target, scenario=scenario, seed=seed, duration_s=horizon,
+        decision_s=decision_s, llm=llm, fault_start_s=start, fault_end_s=end,
+        # A Ray row lasts seconds, not minutes: latency is judged over one tick, every second.
+        recovery_window_s=tick if ray else sc.control.window_s,
+        recovery_step_s=1.0 if ray else tick,
+        ray=RayFaultsSettings(rate_per_s=rate or 1.0) if ray else None,
     )  # fmt: skip
+    try:
+        found.check_scenario(sc, settings)
+    except ValueError as e:
+        fail(str(e))
     return sc, settings, chosen
 
 
@@ -159,16 +188,17 @@ def check_extras(llm: str, cases: list[str]) -> None:
 
 
 def faults_with_progress(sc: Scenario, settings: FaultsSettings, cases: list[str]) -> FaultsReport:
-    """`run_faults` under a progress bar on stderr (when it is a terminal)."""
-    from edgeagents.experiments.faults import run_faults
+    """The target's campaign under a progress bar on stderr (when it is a terminal)."""
+    from edgeagents.experiments.faults.targets import fault_target
 
+    target = fault_target(settings.target)
     with progress_bar("cases") as progress:
         task = progress.add_task("faults", total=len(cases))
 
         def on_progress(case: str, share: float) -> None:
             progress.update(task, description=case, completed=cases.index(case) + share)
 
-        return run_faults(sc, settings, cases, on_progress=on_progress)
+        return target.run(sc, settings, cases, on_progress=on_progress)
 
 
 def recovery_cell(fig: PolicyFigures) -> str:
@@ -209,8 +239,23 @@ def details(row: FaultRow) -> str:
         )  # fmt: skip
     if row.process is not None:
         parts.append(process_details(row.process))
+    if row.ray is not None:
+        parts.append(ray_details(row.ray))
     parts += [f"FAILED: {p}" for p in row.problems]
     return f"{row.case}: " + "; ".join(x for x in parts if x)
+
+
+def ray_details(r: RayRowFigures) -> str:
+    """What the Ray city did in a row: retries, sites, the agents' actions."""
+    said = f"{r.retried} served after a retry"
+    if r.site_events:
+        said += "; the city saw " + ", ".join(r.site_events)
+    said += f"; the agents' actions: {r.applied} applied"
+    if r.load_s:
+        said += " (loads " + ", ".join(f"{x:g}" for x in r.load_s) + " s)"
+    if r.refused_actions:
+        said += f", {len(r.refused_actions)} refused (first: {r.refused_actions[0]})"
+    return said
 
 
 def process_details(p: ProcessFaultFigures) -> str:
@@ -228,6 +273,24 @@ def process_details(p: ProcessFaultFigures) -> str:
     )
 
 
+def title(report: FaultsReport) -> str:
+    """What the campaign ran on, in one line."""
+    s = report.settings
+    window = f"fault window {s.fault_start_s:g}-{s.fault_end_s:g} s (LM rows: the whole run)"
+    if s.ray is None:
+        return (
+            f"Fault cases on {report.scenario}: seed {s.seed}, {s.duration_s:g} s, "
+            f"{report.prompts} prompts, {window}, decisions apply {s.decision_s:g} s after "
+            "their tick"
+        )
+    return (
+        f"Fault cases on the Ray Serve city ({report.scenario}, {s.ray.sites} sites as Ray "
+        f"nodes, its text models only): seed {s.seed}, {s.duration_s:g} wall s per row, "
+        f"{report.prompts} prompts per row ({s.ray.rate_per_s:g}/s), {window}, queues bounded "
+        f"at {s.ray.max_queue_per_server} per server, the agents only"
+    )
+
+
 def print_faults(report: FaultsReport) -> None:
     """One line per policy and case (the agents, then the baseline), then a line per case."""
     s = report.settings
@@ -235,9 +298,7 @@ def print_faults(report: FaultsReport) -> None:
         box=box.SIMPLE,
         show_edge=False,
         pad_edge=False,
-        title=f"Fault cases on {report.scenario}: seed {s.seed}, {s.duration_s:g} s, "
-        f"{report.prompts} prompts, fault window {s.fault_start_s:g}-{s.fault_end_s:g} s (LM "
-        f"rows: the whole run), decisions apply {s.decision_s:g} s after their tick",
+        title=title(report),
         caption="before / during / after: mean latency (s) of prompts arriving before, inside "
         "and after the window; recover: s from the window's end to the first "
         f"{s.recovery_window_s:g}-s window whose mean is within 10% of the mean before; lost = "

@@ -9,6 +9,9 @@ garbage (a local HTTP server, `lm_server`), and the experience store's disk goin
 (`kill_resume`). A row says where every prompt went (none may be lost), latency before,
 during and after the fault window, when it came back, and which path each decision took.
 A case that cannot run yet is a row that says why, never a result.
+
+`targets` names where the faults happen: `sim` (this package) or `ray` (`serving.faults`, the
+Ray Serve city on a local Ray cluster, imported by name only when asked for).
 """
 
 from edgeagents.experiments.faults.campaign import run_faults
@@ -22,20 +25,36 @@ from edgeagents.experiments.faults.report import (
     LMFaultFigures,
     MemoryFaultFigures,
     ProcessFaultFigures,
+    RayFaultsSettings,
+    RayRowFigures,
+    TargetName,
+)
+from edgeagents.experiments.faults.targets import (
+    FAULT_TARGETS,
+    FaultTarget,
+    TargetUnavailable,
+    fault_target,
 )
 
 __all__ = [
     "CASES",
+    "FAULT_TARGETS",
     "NOT_IMPLEMENTED",
     "DecisionPaths",
     "FakeLMServer",
     "FaultRow",
+    "FaultTarget",
     "FaultsReport",
     "FaultsSettings",
     "LMFaultFigures",
     "MemoryFaultFigures",
     "PolicyFigures",
     "ProcessFaultFigures",
+    "RayFaultsSettings",
+    "RayRowFigures",
+    "TargetName",
+    "TargetUnavailable",
+    "fault_target",
     "fault_window",
     "lm_endpoint",
     "run_faults",

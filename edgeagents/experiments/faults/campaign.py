@@ -292,6 +292,33 @@ class Campaign:
         return self.figures(run, self.workload, agents=True, window=window)
 
 
+class SimTarget:
+    """The simulated city as a fault target (`targets.FAULT_TARGETS["sim"]`)."""
+
+    name = "sim"
+    cases = CASES
+    not_implemented = NOT_IMPLEMENTED
+
+    def check(self) -> None:
+        """Nothing beyond the core: the CLI checks the agents' and memory extras per case."""
+
+    def check_scenario(self, scenario: Scenario, settings: FaultsSettings) -> None:
+        """Any scenario will do (a link cut in a city without links fails its row)."""
+
+    def run(
+        self,
+        scenario: Scenario,
+        settings: FaultsSettings,
+        cases: Sequence[str],
+        *,
+        on_progress: OnProgress | None = None,
+    ) -> FaultsReport:
+        return run_faults(scenario, settings, cases, on_progress=on_progress)
+
+
+SIM_TARGET = SimTarget()
+
+
 def run_faults(
     scenario: Scenario,
     settings: FaultsSettings,

@@ -4,11 +4,13 @@ fault window, when latency came back, and which path each agent decision took.""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from edgeagents.core.state import Decision
 from edgeagents.experiments.driver import EpisodeRun
 from edgeagents.sim.workload import Workload
 
@@ -92,9 +94,11 @@ def recovery_s(
     return "never"
 
 
-def decision_paths(run: EpisodeRun) -> DecisionPaths:
-    """Every agent record of an episode, by path, and what became of its LM calls."""
-    records = [r for d in run.decisions for r in d.records]
+def decision_paths(run: EpisodeRun | Sequence[Decision]) -> DecisionPaths:
+    """Every agent record of an episode (or of its decisions), by path, and what became of
+    its LM calls."""
+    decisions = run.decisions if isinstance(run, EpisodeRun) else run
+    records = [r for d in decisions for r in d.records]
     by_path = dict(sorted(Counter(r.path for r in records).items()))
     return DecisionPaths(
         decisions=len(records),
@@ -116,33 +120,60 @@ def policy_figures(
     step_s: float,
     agents: bool,
 ) -> PolicyFigures:
-    """The figures of one episode around the fault window (start, end), by arrival time."""
+    """The figures of one simulated episode around the fault window (start, end), by
+    arrival time."""
     out = run.outcomes
-    lat, arrival = out.latency_s, workload.arrival_s
-    start, end = window
-    offered = len(workload)
-    served = int((~np.isnan(lat)).sum())
-    refused = int((out.refused >= 0).sum())
-    before = mean_of(lat, arrival < start)
     last = run.ticks[-1].time_s if run.ticks else 0.0
+    return outcome_figures(
+        run.policy, workload.arrival_s, out.latency_s,
+        refused=int((out.refused >= 0).sum()), refused_by_reason=out.refused_by_reason(),
+        window=window, horizon_s=horizon_s, recovery_window_s=recovery_window_s,
+        step_s=step_s, ticks=len(run.ticks), last_tick_s=last,
+        paths=decision_paths(run) if agents else None, wall_s=run.wall_s,
+    )  # fmt: skip
+
+
+def outcome_figures(
+    policy: str,
+    arrival_s: np.ndarray,
+    latency_s: np.ndarray,
+    *,
+    refused: int,
+    refused_by_reason: dict[str, int],
+    window: tuple[float, float],
+    horizon_s: float,
+    recovery_window_s: float,
+    step_s: float,
+    ticks: int,
+    last_tick_s: float,
+    paths: DecisionPaths | None,
+    wall_s: float,
+) -> PolicyFigures:
+    """A row's figures from every offered prompt's arrival and latency (NaN: not served),
+    whatever city ran them: lost = offered - served - refused."""
+    lat, arrival = latency_s, arrival_s
+    start, end = window
+    offered = len(arrival)
+    served = int((~np.isnan(lat)).sum())
+    before = mean_of(lat, arrival < start)
     back = recovery_s(
         arrival, lat, before_s=before, end_s=end, horizon_s=horizon_s,
         window_s=recovery_window_s, step_s=step_s,
     )  # fmt: skip
     return PolicyFigures(
-        policy=run.policy,
+        policy=policy,
         offered=offered,
         served=served,
         refused=refused,
-        refused_by_reason=out.refused_by_reason(),
+        refused_by_reason=refused_by_reason,
         lost=offered - served - refused,
         mean_before_s=before,
         mean_during_s=mean_of(lat, (arrival >= start) & (arrival < end)),
         mean_after_s=mean_of(lat, arrival >= end),
         recovery_s=back,
-        ticks=len(run.ticks),
-        last_tick_s=last,
-        reached_end=last >= horizon_s - 1e-9,
-        paths=decision_paths(run) if agents else None,
-        wall_s=run.wall_s,
+        ticks=ticks,
+        last_tick_s=last_tick_s,
+        reached_end=last_tick_s >= horizon_s - 1e-9,
+        paths=paths,
+        wall_s=wall_s,
     )

@@ -14,15 +14,41 @@ LM endpoint fails; memory: the experience store fails; process: the run's own pr
 RowStatus = Literal["ok", "failed", "not implemented"]
 
 
+TargetName = Literal["sim", "ray"]
+"""Where the faults happen: the simulated city, or the Ray Serve city (`serving.faults`)."""
+
+
+class RayFaultsSettings(BaseModel):
+    """What the Ray target adds: each row is wall-clock time on a local Ray cluster, one node
+    per site, the load sent through the gateway."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sites: int = Field(default=3, ge=2, description="Sites (Ray nodes) of the city; the first "
+                       "is the head node (gateway, Serve), never the one failed.")  # fmt: skip
+    rate_per_s: float = Field(default=1.0, gt=0, description="Prompts per s sent, outside the "
+                              "overload window.")  # fmt: skip
+    max_queue_per_server: int = Field(
+        default=4,
+        ge=1,
+        description="Gateway back-pressure bound (requests in flight per "
+        "server) in every row: past it, 429 queue_full.",
+    )
+    input_words: int = Field(default=16, ge=1, description="Prompt words sent at most.")
+    output_tokens: int = Field(default=4, ge=1, description="Tokens asked at most.")
+
+
 class FaultsSettings(BaseModel):
     """What a campaign runs: one city, seed and horizon for every case."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    target: Literal["sim"] = "sim"
+    target: TargetName = "sim"
     scenario: str = Field(description="Scenario name or path, as given.")
     seed: int = Field(default=0, ge=0)
-    duration_s: float = Field(gt=0, description="Arrival horizon, simulated s.")
+    duration_s: float = Field(
+        gt=0, description="Arrival horizon, s: simulated (sim), wall clock per row (ray)."
+    )
     decision_s: float = Field(
         default=1.0, ge=0, description="Every decision applies this long after its tick."
     )
@@ -38,6 +64,9 @@ class FaultsSettings(BaseModel):
     slow_delay_s: float = Field(default=2.0, gt=0, description="The slow LM answers this late.")
     recovery_window_s: float = Field(gt=0, description="Sliding window of the recovery figure.")
     recovery_step_s: float = Field(gt=0, description="Its step.")
+    ray: RayFaultsSettings | None = Field(
+        default=None, description="The Ray target's settings (None on the simulated city)."
+    )
 
 
 class LMFaultFigures(BaseModel):
@@ -98,6 +127,25 @@ class ProcessFaultFigures(BaseModel):
     differences: list[str] = Field(default_factory=list, description="Fields that differ.")
 
 
+class RayRowFigures(BaseModel):
+    """What happened on the Ray Serve city in one row, beyond the prompts' figures."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    retried: int = Field(description="Prompts served after a retry (their replica or site died).")
+    fault_at_s: list[float] = Field(
+        default_factory=list, description="When the fault was injected (and undone), s."
+    )
+    site_events: list[str] = Field(
+        default_factory=list, description="Sites the city saw go down or come back, and when."
+    )
+    applied: int = Field(default=0, description="Agent actions the city applied.")
+    refused_actions: list[str] = Field(
+        default_factory=list, description="Agent actions the city refused, with the reason."
+    )
+    load_s: list[float] = Field(default_factory=list, description="Seconds each load took.")
+
+
 class FaultRow(BaseModel):
     """One fault case: the agents, and the baseline on the same workload and seed."""
 
@@ -117,6 +165,7 @@ class FaultRow(BaseModel):
     lm: LMFaultFigures | None = None
     memory: MemoryFaultFigures | None = None
     process: ProcessFaultFigures | None = None
+    ray: RayRowFigures | None = None
     wall_s: float = 0.0
 
 
