@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -165,7 +166,24 @@ def bench_scaling(
 def bench_scale(
     sites: Annotated[str, typer.Option(help="Comma-separated region sizes, sites.")] = "7,100,1000",
     seed: SeedOpt = 0,
-    prompts: Annotated[int, typer.Option(min=1, help="Prompts to aim for per size.")] = 6000,
+    prompts: Annotated[
+        int, typer.Option(min=1, help="Prompts of the greedy episode to aim for per size.")
+    ] = 60_000,
+    prompts_per_s: Annotated[
+        float | None,
+        typer.Option(
+            "--prompts-per-s",
+            help="Offered load at the largest size, prompts/s (above 0); smaller sizes offer "
+            "the same per site; every site's GPUs scale with the load. Default: 10 per site "
+            "(10,000 at 1,000 sites).",
+        ),
+    ] = None,
+    native_demand: Annotated[
+        bool,
+        typer.Option(
+            "--native-demand", help="Instead, each city's own 0.7 prompts/s per 1,000 users."
+        ),
+    ] = False,
     agent_ticks: Annotated[int, typer.Option(min=1, help="Control ticks of the agents.")] = 4,
     epoch_ticks: Annotated[
         int, typer.Option(min=1, help="Ticks per planning epoch in the agents' run.")
@@ -175,9 +193,13 @@ def bench_scale(
 ) -> None:
     """Per generated region size: simulator speed, routing µs per prompt, the agents'
     decision wall time (--llm none), peak memory, and their growth with the size."""
-    from edgeagents.experiments.scale import region_scale
+    from edgeagents.experiments.scale import PROMPTS_PER_S_PER_SITE, region_scale
 
     sizes = sizes_or_fail(sites)
+    if prompts_per_s is None:
+        prompts_per_s = PROMPTS_PER_S_PER_SITE * max(sizes)
+    if not (math.isfinite(prompts_per_s) and prompts_per_s > 0):
+        fail(f"--prompts-per-s {prompts_per_s:g}: give a rate above 0 (or --native-demand)")
     check_writable(json_path, "--json")
     with progress_bar("steps") as progress:
         task = progress.add_task("scale", total=3 * len(sizes))
@@ -187,10 +209,14 @@ def bench_scale(
             progress.update(task, description=what, completed=len(begun))
             begun.append(what)
 
-        report = region_scale(
-            sizes, seed=seed, target_prompts=prompts, agent_ticks=agent_ticks, agents=agents,
-            epoch_ticks=epoch_ticks, on_step=started,
-        )  # fmt: skip
+        try:  # a rate past some site's 64 GPUs fails at the first size (the same per site)
+            report = region_scale(
+                sizes, seed=seed, target_prompts=prompts, agent_ticks=agent_ticks,
+                agents=agents, epoch_ticks=epoch_ticks,
+                prompts_per_s=None if native_demand else prompts_per_s, on_step=started,
+            )  # fmt: skip
+        except ValueError as e:
+            fail(str(e))
     print_scale(report)
     save_report(json_path, report)
 
@@ -209,9 +235,17 @@ def sizes_or_fail(text: str) -> list[int]:
 def print_scale(report: ScaleReport) -> None:
     """One row per size, then the growth between sizes and the targets."""
     t = Table(
-        title=f"Region scale, seed {report.seed} (greedy; agents --llm none, "
-        f"{report.agent_ticks} ticks, planning every {report.epoch_ticks})",
-        caption="µs/prompt and prompts/s leave out the city's setup (network paths); "
+        title=f"Region scale, seed {report.seed}, "
+        + (
+            "native demand"
+            if report.prompts_per_s is None
+            else f"{report.prompts_per_s:,.0f} prompts/s offered at the largest size"
+        )
+        + f" (greedy; agents --llm none, {report.agent_ticks} ticks, planning every "
+        f"{report.epoch_ticks})",
+        caption="offered = the city's prompts/s (GPUs scaled with it); served/refused and mean "
+        "s = the greedy episode's; "
+        "µs/prompt and prompts/s leave out the city's setup (network paths); "
         "route = inside Router.route, per prompt; tick = the agents' step less the epoch "
         "decision, wall s p50/p95/max over the ticks (tick cpu: the step's CPU s, p95, ticks "
         "without planning); epoch = the planner's decision (several regions: planner to "
@@ -219,7 +253,8 @@ def print_scale(report: ScaleReport) -> None:
         "peak = tracemalloc peak of workload + greedy episode; RSS = process peak after the "
         "agents (ru_maxrss, cumulative).",
     )
-    for col in ("sites", "regions", "replicas", "prompts", "prompts/s", "µs/prompt",
+    for col in ("sites", "regions", "offered /s", "GPUs", "replicas", "prompts",
+                "served/refused", "mean s", "prompts/s", "µs/prompt",
                 "route µs", "tick p50/p95/max s", "tick cpu", "epoch p50/max s", "epoch cpu",
                 "deployers",
                 "peak MiB", "RSS MiB"):  # fmt: skip
@@ -227,7 +262,9 @@ def print_scale(report: ScaleReport) -> None:
     for r in report.rows:
         a = r.agents
         t.add_row(
-            f"{r.sites:,}", f"{a.regions:,}", f"{r.replicas:,}", f"{r.prompts:,}",
+            f"{r.sites:,}", f"{a.regions:,}", f"{r.rate_per_s:,.0f}", f"{r.gpus:,}",
+            f"{r.replicas:,}", f"{r.prompts:,}", f"{r.served:,}/{r.refused:,}",
+            number_cell(r.mean_latency_s),
             f"{r.prompts_per_s:,.0f}", f"{r.us_per_prompt:.1f}", f"{r.route_us_per_prompt:.1f}",
             _spread(a.tick_decision, ("p50", "p95", "max")),
             _spread(a.tick_cpu, ("p95",)), _spread(a.epoch_decision, ("p50", "max")),
