@@ -233,45 +233,52 @@ def sizes_or_fail(text: str) -> list[int]:
 
 
 def print_scale(report: ScaleReport) -> None:
-    """One row per size, then the growth between sizes and the targets."""
+    """Two tables, one row per size (the simulator's figures, then the agents'), then the
+    growth between sizes and the targets."""
+    load = (
+        "native demand"
+        if report.prompts_per_s is None
+        else f"{report.prompts_per_s:,.0f} prompts/s offered at the largest size"
+    )
     t = Table(
-        title=f"Region scale, seed {report.seed}, "
-        + (
-            "native demand"
-            if report.prompts_per_s is None
-            else f"{report.prompts_per_s:,.0f} prompts/s offered at the largest size"
-        )
-        + f" (greedy; agents --llm none, {report.agent_ticks} ticks, planning every "
-        f"{report.epoch_ticks})",
+        title=f"Region scale, seed {report.seed}, {load}: the simulator (greedy)",
         caption="offered = the city's prompts/s (GPUs scaled with it); served/refused and mean "
-        "s = the greedy episode's; prompts/s per wall and per CPU second; "
-        "µs/prompt and prompts/s leave out the city's setup (network paths); "
-        "route = inside Router.route, per prompt; tick = the agents' step less the epoch "
-        "decision, wall s p50/p95/max over the ticks (tick cpu: the step's CPU s, p95, ticks "
-        "without planning); epoch = the planner's decision (several regions: planner to "
-        "coordinator), wall s p50/max (epoch cpu: the planning steps' CPU s, max); "
-        "peak = tracemalloc peak of workload + greedy episode; RSS = process peak after the "
-        "agents (ru_maxrss, cumulative).",
+        "s = the greedy episode's; prompts/s per wall and per CPU second and µs/prompt leave "
+        "out the city's setup (network paths); route = inside Router.route, per prompt; peak = "
+        "tracemalloc peak of workload + greedy episode.",
     )
     for col in ("sites", "regions", "offered /s", "GPUs/replicas", "served/refused", "mean s",
-                "prompts/s wall/cpu", "µs/prompt",
-                "route µs", "tick p50/p95/max s", "tick cpu", "epoch p50/max s", "epoch cpu",
-                "deployers",
-                "peak MiB", "RSS MiB"):  # fmt: skip
+                "prompts/s wall/cpu", "µs/prompt", "route µs", "peak MiB"):  # fmt: skip
+        t.add_column(col, justify="right")
+    for r in report.rows:
+        t.add_row(
+            f"{r.sites:,}", f"{r.agents.regions:,}", f"{r.rate_per_s:,.0f}",
+            f"{r.gpus:,}/{r.replicas:,}", f"{r.served:,}/{r.refused:,}",
+            number_cell(r.mean_latency_s),
+            f"{r.prompts_per_s:,.0f}/{r.prompts_per_cpu_s:,.0f}", f"{r.us_per_prompt:.1f}",
+            f"{r.route_us_per_prompt:.1f}", f"{r.peak_mib:.1f}",
+        )  # fmt: skip
+    console.print(t)
+    t = Table(
+        title=f"Region scale: the agents (--llm none, {report.agent_ticks} ticks, planning "
+        f"every {report.epoch_ticks})",
+        caption="tick = the agents' step less the epoch decision, wall s p50/p95/max over the "
+        "ticks (tick cpu: the step's CPU s, p95, ticks without planning); epoch = the "
+        "planner's decision (several regions: planner to coordinator), wall s p50/max (epoch "
+        "cpu: the planning steps' CPU s, max); deployers per tick; RSS = process peak after "
+        "the agents (ru_maxrss, cumulative).",
+    )
+    for col in ("sites", "tick p50/p95/max s", "tick cpu", "epoch p50/max s", "epoch cpu",
+                "deployers", "RSS MiB"):  # fmt: skip
         t.add_column(col, justify="right")
     for r in report.rows:
         a = r.agents
         t.add_row(
-            f"{r.sites:,}", f"{a.regions:,}", f"{r.rate_per_s:,.0f}",
-            f"{r.gpus:,}/{r.replicas:,}", f"{r.served:,}/{r.refused:,}",
-            number_cell(r.mean_latency_s),
-            f"{r.prompts_per_s:,.0f}/{r.prompts_per_cpu_s:,.0f}", f"{r.us_per_prompt:.1f}",
-            f"{r.route_us_per_prompt:.1f}",
-            _spread(a.tick_decision, ("p50", "p95", "max")),
+            f"{r.sites:,}", _spread(a.tick_decision, ("p50", "p95", "max")),
             _spread(a.tick_cpu, ("p95",)), _spread(a.epoch_decision, ("p50", "max")),
             _spread(a.epoch_cpu, ("max",)),
             "/".join(str(k.deployers) for k in a.ticks) or "-",
-            f"{r.peak_mib:.1f}", number_cell(a.peak_rss_mib, "{:.0f}"),
+            number_cell(a.peak_rss_mib, "{:.0f}"),
         )  # fmt: skip
     console.print(t)
     for g in report.growth:
