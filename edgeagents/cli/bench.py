@@ -36,6 +36,7 @@ from edgeagents.cli.common import (
 from edgeagents.cli.faults import bench_faults
 from edgeagents.cli.llmbench import bench_llm
 from edgeagents.cli.suite import bench_suite
+from edgeagents.core.region_spec import PROMPTS_PER_S_PER_1000_USERS
 
 if TYPE_CHECKING:
     from edgeagents.core.scenario import Scenario
@@ -181,7 +182,9 @@ def bench_scale(
     native_demand: Annotated[
         bool,
         typer.Option(
-            "--native-demand", help="Instead, each city's own 0.7 prompts/s per 1,000 users."
+            "--native-demand",
+            help=f"Instead, each city's own {PROMPTS_PER_S_PER_1000_USERS:g} prompts/s per "
+            "1,000 users.",
         ),
     ] = False,
     agent_ticks: Annotated[int, typer.Option(min=1, help="Control ticks of the agents.")] = 4,

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from rich.table import Table
 
 from edgeagents.cli.common import check_writable, console, fail, scenario_or_fail, write_text
-from edgeagents.core.region_spec import RegionSpec
+from edgeagents.core.region_spec import PROMPTS_PER_S_PER_1000_USERS, RegionSpec
 
 scenario_app = typer.Typer(help="Inspect, validate and generate scenarios.", no_args_is_help=True)
 
@@ -68,8 +68,8 @@ def scenario_generate(
         typer.Option(
             "--prompts-per-s",
             help="The whole region's offered load, prompts/s (above 0): demand split by "
-            "population as always, every site's GPUs scaled with it. Default: 0.7 prompts/s "
-            "per 1,000 users.",
+            "population as always, every site's GPUs scaled with it. Default: "
+            f"{PROMPTS_PER_S_PER_1000_USERS:g} prompts/s per 1,000 users.",
         ),
     ] = None,
 ) -> None:
