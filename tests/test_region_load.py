@@ -158,3 +158,30 @@ def test_pruned_candidates_skip_busy_replicas_for_ones_with_a_free_slot() -> Non
         r.inbound = r.max_batch
     shown = d.candidates.admitting(0, many, reps, cap)
     assert shown == ranked[:ROUTE_CANDIDATES], "all busy: the nearest whose queues admit it"
+
+
+def test_the_region_scheduler_builds_no_twin_past_its_budget(monkeypatch) -> None:
+    pytest.importorskip("langgraph", reason="needs the `agents` extra")
+    from edgeagents.agents import region_scheduler
+    from graphs.control import create_control_graph
+
+    sc = generate_region(RegionSpec(sites=49, seed=0))  # 9 rings: groups of 4, 4 and 1
+    assert len(sc.region_sites) == 3
+    built: list[str] = []
+    inner = region_scheduler.region_whatif
+
+    def counted(view, *args, **kwargs):
+        built.append(view.name)
+        return inner(view, *args, **kwargs)
+
+    monkeypatch.setattr(region_scheduler, "region_whatif", counted)
+    monkeypatch.setattr(region_scheduler, "TICK_PROMPT_BUDGET", 1)
+    env = SimulatedCity(sc, generate_workload(sc, duration_s=5, seed=0), ROUTERS.create("greedy"))
+    env.advance(5.0)
+    config = {"configurable": {"env": env, "scenario": sc, "charge_decision_time": False},
+              "recursion_limit": 50}  # fmt: skip
+    state = create_control_graph(None).compile().invoke({}, config=config)
+    routed = [r.agent for r in state["decision"].records if r.agent.startswith("scheduler:")]
+    assert len(routed) == 1, "the budget lets the first region in line through"
+    assert len(built) == 2, "the next one is priced and stops the line; the third is not built"
+    assert {w.site for ws in state["routing"].routes.values() for w in ws}, "routes in force"
