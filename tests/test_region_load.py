@@ -185,3 +185,26 @@ def test_the_region_scheduler_builds_no_twin_past_its_budget(monkeypatch) -> Non
     assert len(routed) == 1, "the budget lets the first region in line through"
     assert len(built) == 2, "the next one is priced and stops the line; the third is not built"
     assert {w.site for ws in state["routing"].routes.values() for w in ws}, "routes in force"
+
+
+def test_past_the_nearest_a_pruned_prompt_looks_at_replicas_spread_down_the_ranking() -> None:
+    sc = generate_region(RegionSpec(sites=100, seed=0))
+    d = SimulatedCity(sc, generate_workload(sc, duration_s=5, seed=0), ROUTERS.create("greedy"))
+    d = d.dispatch
+    many = max(range(len(sc.models)), key=lambda m: len(d.fleet.by_model[m]))
+    reps = d.fleet.by_model[many]
+    cands, cap = d.candidates, sc.control.max_queue_per_replica
+    cands.scan, cands.spread = 4, 4  # the window: 4 nearest, then 4 spaced evenly
+    ranked = cands.ranked(0, many, reps)
+    step = (len(ranked) - 4) // 4
+    assert step > 1
+    for r in ranked:
+        r.inbound = r.max_batch
+    far = ranked[4 + 2 * step]  # in the window
+    far.inbound = 0
+    shown = cands.admitting(0, many, reps, cap)
+    assert shown[0] is far and len(shown) == ROUTE_CANDIDATES
+    far.inbound = far.max_batch
+    ranked[5].inbound = 0  # outside the window: not looked at while the window fills the limit
+    shown = cands.admitting(0, many, reps, cap)
+    assert ranked[5] not in shown and shown[:4] == ranked[:4]
