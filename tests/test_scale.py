@@ -21,6 +21,7 @@ def test_rows_are_sane(report):
     for r in report.rows:
         assert r.prompts > 0 and r.route_calls >= r.prompts
         assert r.us_per_prompt > 0 and r.route_us_per_prompt > 0 and r.prompts_per_s > 0
+        assert r.prompts_per_cpu_s > 0 and r.served + r.refused == r.prompts
         assert r.route_us_per_prompt < r.us_per_prompt < r.episode_us_per_prompt
         assert r.setup_s > 0 and r.sim_wall_s == pytest.approx(r.setup_s + r.us_per_prompt
                                                               * r.prompts / 1e6)  # fmt: skip
@@ -42,7 +43,7 @@ def test_growth_and_targets(report):
     assert g.us_per_prompt == pytest.approx(b.us_per_prompt / a.us_per_prompt)
     assert g.peak_mib == pytest.approx(b.peak_mib / a.peak_mib)
     assert g.planner_s == pytest.approx(b.agents.planner_s / a.agents.planner_s)
-    assert report.targets["route"] is None  # no 1,000-site row
+    assert report.targets["route"] is None and report.targets["sim"] is None  # no 1,000 row
     assert report.targets["tick"] is not None and report.targets["planner"] is not None
 
 
@@ -56,7 +57,7 @@ def test_cli_end_to_end(tmp_path):
     out = tmp_path / "scale.json"
     res = CliRunner().invoke(
         app, ["bench", "scale", "--sites", "1,7", "--prompts", "150", "--agent-ticks", "1",
-              "--json", str(out)],
+              "--native-demand", "--json", str(out)],
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "Region scale" in res.output and "growth 1 -> 7 sites" in res.output

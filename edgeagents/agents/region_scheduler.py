@@ -1,6 +1,7 @@
 """Routing per region, in a city of several: each region's routing options run on its own
 twin, and a tick's twin work is bounded by a prompt budget. Regions whose replicas moved go
-first, then those evaluated longest ago; a region the budget does not reach this tick keeps
+first, then those evaluated longest ago; the line stops at the first region the budget does
+not reach (no twin is built for those after it), and every region not reached this tick keeps
 its routes (a replica missing from them counts at full weight, so none is starved)."""
 
 from __future__ import annotations
@@ -70,16 +71,19 @@ def regional_routing(
     routes: dict[str, list[SiteWeight]] = {}
     records: dict[str, AgentRecord] = {}
     spent = reached = 0
+    full = False
     for view in order:
-        whatif = region_whatif(
-            view,
-            intents,
-            state.get("intent_baselines"),
-            horizon_s=scheduler.horizon_s,
-            seed=cycle,
-        )
-        cost = len(whatif.workload) * len(routing_strategies(view.telemetry, view.scenario))
-        if reached and spent + cost > TICK_PROMPT_BUDGET:
+        if not full:
+            whatif = region_whatif(
+                view,
+                intents,
+                state.get("intent_baselines"),
+                horizon_s=scheduler.horizon_s,
+                seed=cycle,
+            )
+            cost = len(whatif.workload) * len(routing_strategies(view.telemetry, view.scenario))
+            full = bool(reached) and spent + cost > TICK_PROMPT_BUDGET
+        if full:
             part = kept_routes(view, previous)
         else:
             menu = rank_routing(whatif, view.telemetry, view.scenario)

@@ -12,6 +12,16 @@ from edgeagents.core.notice import Intent
 from edgeagents.core.scenario import Scenario
 from edgeagents.core.state import Forecast, Telemetry
 
+REGION_TWIN_PROMPTS = 4_000
+"""Prompts one evaluation of a region's twin simulates at most: a busier region looks less
+far ahead (`region_horizon_s`), so a hold, a plan or a routing option costs about the same
+whatever the load offered and the epoch's and tick's prompt budgets buy the same searches
+(docs/decisions.md)."""
+MIN_REGION_HORIZON_S = 15.0
+"""The shortest a region's twin looks ahead, s: three ticks, and past the slowest cold load
+of the built-in models (llama-3.1-8b: 3 s start plus 16 GB at 1.4 GB/s, 14.5 s), so a
+load's replica is in service before the twin's arrivals end (and through its drain)."""
+
 
 class RegionView(NamedTuple):
     """One region's scenario, telemetry and forecast."""
@@ -159,10 +169,21 @@ def region_whatif(
     horizon_s: float,
     seed: int,
 ) -> WhatIf:
-    """The twin of one region: its sites, its cells' demand, the intents inside the horizon;
-    a surge's baseline scaled to the region's share, as the forecast is."""
+    """The twin of one region: its sites, its cells' demand, the intents inside the horizon
+    (`horizon_s`, shortened by `region_horizon_s` for a busy region); a surge's baseline
+    scaled to the region's share, as the forecast is."""
     mine = {n: {m: r * view.share for m, r in b.items()} for n, b in (baselines or {}).items()}
     return WhatIf(
-        view.scenario, view.forecast, view.telemetry, horizon_s=horizon_s, seed=seed,
-        intents=intents, baselines=mine,
+        view.scenario, view.forecast, view.telemetry,
+        horizon_s=region_horizon_s(horizon_s, view.rate_per_s), seed=seed, intents=intents,
+        baselines=mine,
     )  # fmt: skip
+
+
+def region_horizon_s(horizon_s: float, rate_per_s: float) -> float:
+    """How far a region's twin looks ahead: `horizon_s`, or as far as `REGION_TWIN_PROMPTS`
+    forecast prompts reach when that is shorter, never below `MIN_REGION_HORIZON_S`."""
+    if rate_per_s <= 0:
+        return horizon_s
+    reach = REGION_TWIN_PROMPTS / rate_per_s
+    return min(horizon_s, max(MIN_REGION_HORIZON_S, reach))

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from rich.table import Table
 
 from edgeagents.cli.common import check_writable, console, fail, scenario_or_fail, write_text
-from edgeagents.core.region_spec import RegionSpec
+from edgeagents.core.region_spec import PROMPTS_PER_S_PER_1000_USERS, RegionSpec
 
 scenario_app = typer.Typer(help="Inspect, validate and generate scenarios.", no_args_is_help=True)
 
@@ -63,17 +63,30 @@ def scenario_generate(
     out: Annotated[
         Path | None, typer.Option(help="Write the YAML here (else print it to stdout).")
     ] = None,
+    prompts_per_s: Annotated[
+        float | None,
+        typer.Option(
+            "--prompts-per-s",
+            help="The whole region's offered load, prompts/s (above 0): demand split by "
+            "population as always, every site's GPUs scaled with it. Default: "
+            f"{PROMPTS_PER_S_PER_1000_USERS:g} prompts/s per 1,000 users.",
+        ),
+    ] = None,
 ) -> None:
     """Generate a region: access rings, aggregation and core backhaul, GPUs, cells, demand."""
     from edgeagents.core.region import generate_region, region_summary, region_yaml
 
     try:
-        spec = RegionSpec(sites=sites, seed=seed)
+        spec = RegionSpec(sites=sites, seed=seed, prompts_per_s=prompts_per_s)
     except ValidationError as e:
         first = e.errors(include_url=False)[0]
-        fail(f"--{first['loc'][0]} {first['input']}: {first['msg'].lower()}")
+        option = str(first["loc"][0]).replace("_", "-")
+        fail(f"--{option} {first['input']}: {first['msg'].lower()}")
     check_writable(out, "--out")
-    sc = generate_region(spec)
+    try:
+        sc = generate_region(spec)
+    except ValueError as e:
+        fail(str(e))
     text = region_yaml(sc, spec)
     if out is None:
         typer.echo(text, nl=False)

@@ -60,6 +60,7 @@ __all__ = [
     "Tier",
     "TierSpec",
     "backhaul_pairs",
+    "demand_scale",
     "generate_region",
     "link_tier",
     "load_base",
@@ -70,6 +71,7 @@ __all__ = [
     "region_summary",
     "region_yaml",
     "replica_shares",
+    "scale_gpus",
     "scaled_demands",
 ]  # fmt: skip
 
@@ -251,12 +253,16 @@ def plan_placement(
     models: list[ModelSpec],
     shares: dict[str, float],
     max_per_gpu: int,
+    *,
+    copies_per_site: int = 1,
 ) -> dict[str, list[str]]:
     """An initial placement that fits every GPU at each model's full batch limit.
 
     Site by site, the next replica goes on the GPU with the most free memory (the simulator's
     own rule, so it lands there too) and is the model furthest below its share of the replicas
-    placed so far that fits there and is not yet at the site. Every site is filled up to
+    placed so far that fits there and has fewer than `copies_per_site` replicas at the site
+    (a site of many GPUs, in a region sized for a stated load, holds several). Every site is
+    filled up to
     `max_per_gpu` replicas per GPU, so a larger region gets more replicas of each model.
     Raises ValueError if some model fits on no GPU of the region.
     """
@@ -273,8 +279,9 @@ def plan_placement(
                 break
             n = sum(counts.values()) + 1
             fits = [
-                m for m in models if m.name not in placed and m.memory_gb(m.max_batch) <= free[gi]
-            ]
+                m for m in models
+                if placed.count(m.name) < copies_per_site and m.memory_gb(m.max_batch) <= free[gi]
+            ]  # fmt: skip
             if not fits:
                 break
             pick = max(fits, key=lambda m: (shares[m.name] * n - counts[m.name], -order[m.name]))
@@ -295,31 +302,65 @@ def load_base() -> Scenario:
     return load_scenario(BASE_SCENARIO)
 
 
+def demand_scale(spec: RegionSpec, users: int) -> float:
+    """How many times its population's demand the region offers: `prompts_per_s` over
+    `rate_per_1000_users` per 1,000 users (1 when no rate is stated)."""
+    if spec.prompts_per_s is None:
+        return 1.0
+    return spec.prompts_per_s / (spec.rate_per_1000_users * users / 1000.0)
+
+
+def scale_gpus(sites: list[dict], factor: float) -> list[dict]:
+    """Every site's GPU count times `factor` (rounded up, so capacity keeps up with a stated
+    load) and its host cores with it; ValueError past a site's 64 GPUs."""
+    if factor == 1.0:
+        return sites
+    out = []
+    for s in sites:
+        gpus = [{**g, "count": math.ceil(g["count"] * factor - 1e-9)} for g in s["gpus"]]
+        most = max(g["count"] for g in gpus)
+        if most > 64:
+            raise ValueError(
+                f"--prompts-per-s: site {s['name']} would need {most} GPUs of one type (at "
+                f"most 64); state a lower rate or more --sites"
+            )
+        cores = sum(CPU_CORES_PER_GPU.get(g["type"], 16) * g["count"] for g in gpus)
+        out.append({**s, "gpus": gpus, "cpu_cores": cores})
+    return out
+
+
 def generate_region(spec: RegionSpec) -> Scenario:
-    """The region `spec` describes, validated as every scenario is."""
+    """The region `spec` describes, validated as every scenario is. With `prompts_per_s`
+    stated, the same draws with demand and every site's GPUs scaled by `demand_scale`, each
+    site holding up to that many (rounded up) replicas of a model."""
     base = load_base()
     layout = region_layout(spec)
     sites, cells = _sites_and_cells(spec, layout)
+    users = sum(c["users"] for c in cells)
+    factor = demand_scale(spec, users)
+    sites = scale_gpus(sites, factor)
+    rate_per_1000 = spec.rate_per_1000_users * factor
     links = _links(spec, backhaul_pairs(layout))
     gpus = [
         (s["name"], [BUILTIN_GPU_TYPES[g["type"]] for g in s["gpus"] for _ in range(g["count"])])
         for s in sites
     ]
     placement = plan_placement(
-        gpus, list(base.models), replica_shares(base), spec.max_replicas_per_gpu
-    )
-    users = sum(c["users"] for c in cells)
+        gpus, list(base.models), replica_shares(base), spec.max_replicas_per_gpu,
+        copies_per_site=max(1, math.ceil(factor)),
+    )  # fmt: skip
     workload = base.workload.model_dump(mode="json", exclude_unset=True)
     workload["demands"] = [
-        d.model_dump(mode="json", exclude_unset=True)
-        for d in scaled_demands(users, spec.rate_per_1000_users)
+        d.model_dump(mode="json", exclude_unset=True) for d in scaled_demands(users, rate_per_1000)
     ]
     data = {
-        "name": f"region-{spec.sites}-seed{spec.seed}",
+        "name": f"region-{spec.sites}-seed{spec.seed}"
+        + ("" if spec.prompts_per_s is None else f"-{spec.prompts_per_s:g}pps"),
         "description": f"{_n(spec.sites, 'generated edge site')} in "
         f"{_n(sum(len(g) for g in layout), 'access ring')} and "
         f"{_n(len(layout), 'aggregation group')} (each group's hub on the core); "
-        f"{_n(users, 'user')}; the models and workload mix of {BASE_SCENARIO}.",
+        f"{_n(users, 'user')}; the models and workload mix of {BASE_SCENARIO}"
+        + ("." if factor == 1.0 else f"; demand and GPUs x{factor:.3g} for the stated load."),
         "engine": base.engine,
         "duration_s": base.duration_s,
         "sites": sites,
@@ -351,11 +392,17 @@ def _n(count: int, word: str) -> str:
 
 def region_yaml(scenario: Scenario, spec: RegionSpec) -> str:
     """The scenario as YAML (one line per cell and link), the same text for the same spec."""
+    rate = "" if spec.prompts_per_s is None else f" --prompts-per-s {spec.prompts_per_s:g}"
+    stated = RegionSpec(sites=spec.sites, seed=spec.seed, prompts_per_s=spec.prompts_per_s)
+    demand = (
+        f"{spec.rate_per_1000_users:g} prompts/s per 1,000 users"
+        if spec.prompts_per_s is None
+        else f"{spec.prompts_per_s:g} prompts/s in all, GPUs scaled with it"
+    )
     head = (
-        f"# Generated by `edgeagents scenario generate --sites {spec.sites} --seed {spec.seed}`"
-        f"{'' if spec == RegionSpec(sites=spec.sites, seed=spec.seed) else ' (other settings)'}"
-        f".\n# Models and workload mix from {BASE_SCENARIO}; demand "
-        f"{spec.rate_per_1000_users:g} prompts/s per 1,000 users.\n"
+        f"# Generated by `edgeagents scenario generate --sites {spec.sites} --seed {spec.seed}"
+        f"{rate}`{'' if spec == stated else ' (other settings)'}"
+        f".\n# Models and workload mix from {BASE_SCENARIO}; demand {demand}.\n"
     )
     data = scenario.model_dump(mode="json", exclude_unset=True)
     body = yaml.dump(

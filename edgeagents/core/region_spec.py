@@ -116,6 +116,14 @@ class RegionSpec(_Frozen):
     rate_per_1000_users: float = Field(
         default=PROMPTS_PER_S_PER_1000_USERS, gt=0, description="Prompts/s per 1,000 users."
     )
+    prompts_per_s: float | None = Field(
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
+        description="The whole region's offered load, prompts/s; None: `rate_per_1000_users` "
+        "sets it. When given, the demand is rescaled to it (split by population as always) and "
+        "every site's GPU count by the same factor, so the capacity keeps up with the load.",
+    )
 
     @model_validator(mode="after")
     def _complete(self) -> RegionSpec:

@@ -51,6 +51,11 @@ EPOCH_TICKS = 3
 without planning."""
 MIN_DURATION_S = 2.0
 MAX_DURATION_S = 600.0
+PROMPTS_PER_S_PER_SITE = 10.0
+"""`bench scale`'s default load: 10,000 prompts/s at 1,000 sites (the issue's), the same per
+site at every size."""
+TARGET_PROMPTS = 60_000
+"""Prompts the greedy episode aims for: 6 s of arrivals at 10,000 prompts/s."""
 
 Progress = Callable[[str], None]
 
@@ -120,14 +125,22 @@ class ScaleRow(_Model):
     sites: int
     cells: int
     links: int
+    gpus: int
     replicas: int
-    rate_per_s: float
+    rate_per_s: float = Field(description="The city's offered load, prompts/s.")
     generate_s: float
     duration_s: float
     prompts: int
+    served: int = Field(description="Prompts of the greedy episode served.")
+    mean_latency_s: float | None = Field(description="Their mean latency, s (None: none).")
+    refused: int = Field(description="Prompts of the greedy episode refused (each with a reason).")
     setup_s: float = Field(description="Building the city alone (network paths), wall s.")
     sim_wall_s: float = Field(description="The greedy episode, setup included, wall s.")
     prompts_per_s: float = Field(description="Prompts per wall second, setup left out.")
+    prompts_per_cpu_s: float = Field(
+        description="Prompts per CPU second of this process, setup left out: what the "
+        "machine's other load changes least."
+    )
     us_per_prompt: float = Field(description="Wall µs per prompt, setup left out.")
     episode_us_per_prompt: float = Field(description="Wall µs per prompt, setup included.")
     route_calls: int
@@ -154,6 +167,10 @@ class Growth(_Model):
 
 class ScaleReport(_Model):
     seed: int
+    prompts_per_s: float | None = Field(
+        description="Offered at the largest size (smaller sizes: the same per site, with GPUs "
+        "scaled alike); None: each city's native demand, 0.7 prompts/s per 1,000 users."
+    )
     target_prompts: int
     agent_ticks: int
     epoch_ticks: int = EPOCH_TICKS
@@ -162,7 +179,9 @@ class ScaleReport(_Model):
     route_target_us: float = ROUTE_TARGET_US
     planner_target_s: float = PLANNER_TARGET_S
     targets: dict[str, bool | None] = Field(
-        description="route: µs per prompt at 1,000 sites (None: not measured there); tick: "
+        description="sim: at 1,000 sites, prompts per CPU second (one core) at least the "
+        "offered rate, i.e. real time; route: µs per prompt at 1,000 sites (None: not measured "
+        "there); tick: "
         "p95 tick decision within the tick at every size with agents; planner: every epoch "
         "decision at most 30 s."
     )
@@ -192,23 +211,59 @@ def timed_route(router: Any) -> list[float]:
     return acc
 
 
+def cpu_timed_step(controller: Any) -> list[float]:
+    """Wrap `controller.step` on the instance; the returned [CPU seconds] grows as it runs
+    (the wall figures leave the controller's steps out, so the CPU figure does too)."""
+    inner = controller.step
+    acc = [0.0]
+
+    def step(*args, **kwargs):
+        c0 = time.process_time()
+        out = inner(*args, **kwargs)
+        acc[0] += time.process_time() - c0
+        return out
+
+    controller.step = step
+    return acc
+
+
 def simulate(sc: Scenario, duration: float, seed: int) -> dict[str, Any]:
-    """The greedy episode: speed (the city's setup timed apart) and routing cost."""
+    """The greedy episode: speed in wall and CPU time and routing cost. The city's setup (its
+    network paths) is timed apart: a city is built first, so the episode finds its paths
+    computed, and a second build's CPU time is what the episode's own build costs; the
+    controller's steps are left out of both figures."""
+    from edgeagents.sim.city import SimulatedCity
+
     workload = generate_workload(sc, duration_s=duration, seed=seed)
     router, controller = POLICIES.create("greedy").create()
+    t0 = time.perf_counter()
+    SimulatedCity(sc, workload, router, seed=seed)
+    setup = time.perf_counter() - t0
+    c0 = time.process_time()
+    SimulatedCity(sc, workload, router, seed=seed)
+    build_cpu = time.process_time() - c0
     acc = timed_route(router)
+    steps = cpu_timed_step(controller)
+    c0 = time.process_time()
     run = run_episode(
         sc, workload, (router, controller), seed=seed, duration_s=duration,
         charge_decision_time=False,
     )  # fmt: skip
-    setup, running = run.setup_s, run.sim_wall_s - run.setup_s
+    cpu = time.process_time() - c0 - build_cpu - steps[0]
+    running = run.sim_wall_s - run.setup_s
     n = max(len(workload), 1)
+    lat = run.outcomes.latency_s
+    served = ~np.isnan(lat)
     return {
         "duration_s": duration,
         "prompts": len(workload),
+        "served": int(served.sum()),
+        "refused": int((run.outcomes.refused >= 0).sum()),
+        "mean_latency_s": float(lat[served].mean()) if served.any() else None,
         "setup_s": setup,
         "sim_wall_s": setup + running,
         "prompts_per_s": len(workload) / running if running > 0 else 0.0,
+        "prompts_per_cpu_s": len(workload) / cpu if cpu > 0 else 0.0,
         "us_per_prompt": running / n * 1e6,
         "episode_us_per_prompt": (setup + running) / n * 1e6,
         "route_calls": int(acc[1]),
@@ -280,12 +335,13 @@ def run_agents(
 
 def scale_row(
     sites: int, *, seed: int, target_prompts: int, agent_ticks: int, agents: bool,
-    epoch_ticks: int = EPOCH_TICKS, on_step: Progress | None = None,
+    epoch_ticks: int = EPOCH_TICKS, prompts_per_s: float | None = None,
+    on_step: Progress | None = None,
 ) -> ScaleRow:  # fmt: skip
-    """Every figure at one region size."""
+    """Every figure at one region size, offering `prompts_per_s` (None: its native demand)."""
     step = on_step or (lambda _: None)
     t0 = time.perf_counter()
-    sc = generate_region(RegionSpec(sites=sites, seed=seed))
+    sc = generate_region(RegionSpec(sites=sites, seed=seed, prompts_per_s=prompts_per_s))
     generate_s = time.perf_counter() - t0
     duration = duration_for(sc, target_prompts)
     step(f"{sites} sites: greedy episode")
@@ -297,10 +353,11 @@ def scale_row(
         run_agents(sc, agent_ticks, seed, epoch_ticks)
         if agents and agent_ticks > 0
         else AgentsFigures(skipped="--no-agents" if not agents else "0 ticks",
-                           tick_s=sc.control.tick_s)
+                           tick_s=sc.control.tick_s, regions=len(sc.region_sites))
     )  # fmt: skip
     return ScaleRow(
         sites=sites, cells=len(sc.cells), links=len(sc.links),
+        gpus=sum(g.count for s in sc.sites for g in s.gpus),
         replicas=sum(len(v) for v in sc.placement.values()),
         rate_per_s=sum(d.arrivals.rate_per_s for d in sc.workload.demands),
         generate_s=generate_s, peak_mib=peak, agents=figures, **sim,
@@ -339,25 +396,37 @@ def targets(rows: Sequence[ScaleRow]) -> dict[str, bool | None]:
     ran = [r.agents for r in rows if r.agents.skipped is None]
     planners = [a.planner_met for a in ran if a.planner_met is not None]
     return {
+        "sim": None if at is None else at.prompts_per_cpu_s >= at.rate_per_s,
         "route": None if at is None else at.route_us_per_prompt <= ROUTE_TARGET_US,
         "tick": all(bool(a.tick_met) for a in ran) if ran else None,
         "planner": all(planners) if planners else None,
     }
 
 
+def rate_at(sites: int, largest: int, prompts_per_s: float | None) -> float | None:
+    """The load a size offers: `prompts_per_s` at the largest size, the same per site below."""
+    return None if prompts_per_s is None else prompts_per_s * sites / largest
+
+
 def region_scale(
-    sizes: Sequence[int], *, seed: int = 0, target_prompts: int = 6000, agent_ticks: int = 4,
-    agents: bool = True, epoch_ticks: int = EPOCH_TICKS, on_step: Progress | None = None,
+    sizes: Sequence[int], *, seed: int = 0, target_prompts: int = TARGET_PROMPTS,
+    agent_ticks: int = 4, agents: bool = True, epoch_ticks: int = EPOCH_TICKS,
+    prompts_per_s: float | None = None, on_step: Progress | None = None,
 ) -> ScaleReport:  # fmt: skip
-    """Every figure at each region size, their growth and the issue's targets."""
+    """Every figure at each region size, their growth and the issue's targets; the largest
+    size offers `prompts_per_s` (None: every size its native demand)."""
     if not sizes or min(sizes) < 1:
         raise ValueError("sizes: give at least one, each of 1 site or more")
+    if prompts_per_s is not None and not prompts_per_s > 0:
+        raise ValueError(f"prompts_per_s {prompts_per_s}: give a rate above 0")
     rows = [
         scale_row(n, seed=seed, target_prompts=target_prompts, agent_ticks=agent_ticks,
-                  agents=agents, epoch_ticks=epoch_ticks, on_step=on_step)
+                  agents=agents, epoch_ticks=epoch_ticks,
+                  prompts_per_s=rate_at(n, max(sizes), prompts_per_s), on_step=on_step)
         for n in sizes
     ]  # fmt: skip
     return ScaleReport(
-        seed=seed, target_prompts=target_prompts, agent_ticks=agent_ticks if agents else 0,
+        seed=seed, prompts_per_s=prompts_per_s, target_prompts=target_prompts,
+        agent_ticks=agent_ticks if agents else 0,
         epoch_ticks=epoch_ticks, rows=rows, growth=growth(rows), targets=targets(rows),
     )  # fmt: skip

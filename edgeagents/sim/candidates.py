@@ -4,8 +4,10 @@ A router compares every candidate it is given, so over a whole region its cost p
 with the replicas of the model. Past `PRUNE_ABOVE` replicas of a model, a prompt is offered
 only the `ROUTE_CANDIDATES` that admit it and would serve it soonest with empty queues
 (backhaul latency from its cell's site plus a typical prompt's service on that GPU; the
-fleet's order among equals), so its cost stays flat as a region grows while fast GPUs a few
-hops away stay in reach. Below that, the router sees every replica.
+fleet's order among equals), those with a free batch slot first (among the first
+`SCAN_CANDIDATES` and `SPREAD_CANDIDATES` more further down), so its cost stays flat as a
+region grows while fast GPUs a few hops away stay in reach and a busy neighbourhood spills
+over. Below that, the router sees every replica.
 """
 
 from __future__ import annotations
@@ -25,6 +27,15 @@ the mean latency within 1% of the full scan at a twentieth of its cost."""
 PRUNE_ABOVE = 32
 """Models with more replicas than this are pruned. A city of tens of sites has fewer, so its
 routers compare every replica, as they did before pruning."""
+SCAN_CANDIDATES = 128
+"""A pruned prompt looks for replicas with a free batch slot among the first this many of its
+ranking, then among `SPREAD_CANDIDATES` more spread evenly over the rest of it, and takes busy
+ones (queue not full) to fill the limit. With the 8 nearest alone they took every prompt
+until their queues were full (docs/decisions.md)."""
+SPREAD_CANDIDATES = 256
+"""Replicas past the first `SCAN_CANDIDATES` looked at, evenly spaced down the ranking: where
+each site holds many replicas (a region sized for 10,000 prompts/s) the nearest 128 cover
+only a few sites, and a busy neighbourhood must spill further."""
 
 
 class Candidates:
@@ -37,6 +48,8 @@ class Candidates:
         iterations: list[float],
         limit: int = ROUTE_CANDIDATES,
         prune_above: int = PRUNE_ABOVE,
+        scan: int = SCAN_CANDIDATES,
+        spread: int = SPREAD_CANDIDATES,
     ) -> None:
         self.net = net
         self.setup_h200_s = setup_h200_s
@@ -45,6 +58,8 @@ class Candidates:
         """Per model: a typical prompt's decode or denoising iterations."""
         self.limit = limit
         self.prune_above = prune_above
+        self.scan = scan
+        self.spread = spread
         self.fleet_version = 0
         """Bumped whenever a replica enters or leaves service."""
         self.share_version = 0
@@ -67,13 +82,34 @@ class Candidates:
         ranked, reachable = self._ranking(src, model, replicas)
         if not reachable:
             return "no_reachable_replica"
-        open_ = []
-        for r in ranked[:reachable]:
-            if r.outstanding() < cap + r.max_batch:
-                open_.append(r)
-                if len(open_) == self.limit:
-                    break
+        roomy: list[Replica] = []
+        busy: list[Replica] = []
+        for r in self._window(ranked, reachable):
+            n = r.outstanding()
+            if n < cap + r.max_batch:  # its queue admits the prompt
+                if n < r.max_batch:
+                    roomy.append(r)
+                    if len(roomy) == self.limit:
+                        return roomy
+                elif len(busy) < self.limit:
+                    busy.append(r)
+        if len(roomy) + len(busy) < self.limit:  # queues full nearby: any that admit it
+            seen = {id(r) for r in roomy + busy}
+            for r in ranked[:reachable]:
+                if id(r) not in seen and r.outstanding() < cap + r.max_batch:
+                    busy.append(r)
+                    if len(roomy) + len(busy) == self.limit:
+                        break
+        open_ = roomy + busy[: self.limit - len(roomy)]
         return open_ or "queue_full"
+
+    def _window(self, ranked: np.ndarray, reachable: int) -> np.ndarray:
+        """The reachable replicas, in ranking order, a pruned prompt looks at for a free batch
+        slot: the first `scan`, then `spread` more spaced evenly over the rest."""
+        if reachable <= self.scan + self.spread:
+            return ranked[:reachable]
+        step = (reachable - self.scan) // self.spread
+        return np.concatenate((ranked[: self.scan], ranked[self.scan : reachable : step]))
 
     def own_s(self, model: int, r: Replica) -> float:
         """A typical prompt's service on `r` alone at its configured share: the ranking of
