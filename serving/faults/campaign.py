@@ -208,10 +208,8 @@ class RayCampaign:
     def row(self, case: str) -> FaultRow:
         """One case's row; an exception in it is the row's failure, never the campaign's."""
         kind = RAY_CASES[case]
-        if case in RAY_NOT_IMPLEMENTED:
-            fault, reason = RAY_NOT_IMPLEMENTED[case]
-            return FaultRow(case=case, kind=kind, fault=fault, window_s=None,
-                            status="not implemented", reason=reason)  # fmt: skip
+        if (skipped := FaultRow.not_run(case, kind, RAY_NOT_IMPLEMENTED)) is not None:
+            return skipped
         s = self.settings
         t0 = time.perf_counter()
         row = FaultRow(case=case, kind=kind, fault="", window_s=(s.fault_start_s, s.fault_end_s),

@@ -168,6 +168,18 @@ class FaultRow(BaseModel):
     ray: RayRowFigures | None = None
     wall_s: float = 0.0
 
+    @classmethod
+    def not_run(
+        cls, case: str, kind: CaseKind, not_implemented: dict[str, tuple[str, str]]
+    ) -> FaultRow | None:
+        """The row of a case its target cannot run (what it would do, and why not); None for
+        a case it runs."""
+        if case not in not_implemented:
+            return None
+        fault, reason = not_implemented[case]
+        return cls(case=case, kind=kind, fault=fault, window_s=None, status="not implemented",
+                   reason=reason)  # fmt: skip
+
 
 class FaultsReport(BaseModel):
     """What `edgeagents bench faults --json` writes."""
