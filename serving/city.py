@@ -257,6 +257,7 @@ class RayServeCity:
                 self._model_telemetry(m.name, records, replicas, span) for m in self.scenario.models
             ],
             refusals_by_reason=_count(x["reason"] for x in records if x["outcome"] != "served"),
+            replicas_per_model_site=1,
         )
 
     def operator_notices(self) -> list[Notice]:

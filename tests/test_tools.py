@@ -552,3 +552,23 @@ def test_placement_moves_offer_the_whole_refill_as_one_candidate() -> None:
     one = telemetry([Rep(0, "a"), Rep(1, "b")], TWO, rates={"llm": 1.0, "llm2": 9.0})
     moves = placement_moves(one, TWO, prediction(llm=1.0, llm2=5.0), {"llm": 1.0, "llm2": 1.0})
     assert all(len([a for a in m if a.op == "load"]) <= 1 for m in moves), "one empty GPU: loads"
+
+
+def test_a_city_of_one_replica_per_model_and_site_gets_no_second_one() -> None:
+    """The Ray Serve city holds one replica of a model per site (its telemetry says so): no
+    load, swap or refill proposes a second one there; the simulated city has no such limit."""
+    reps = [Rep(0, "a"), Rep(1, "b", "llm2"), Rep(2, "b")]
+    free = telemetry(reps, TWO, rates={"llm": 9.0, "llm2": 1.0})
+    assert Layout(free, TWO).fits(LLM, ("a", 0)), "the simulated city: a second llm at a fits"
+    one = free.model_copy(update={"replicas_per_model_site": 1})
+    layout = Layout(one, TWO)
+    assert not layout.fits(LLM, ("a", 0)) and layout.fits(LLM, ("c", 0))
+    assert layout.at_limit("llm", "b") and not layout.at_limit("llm2", "a")
+    moves = placement_moves(one, TWO, prediction(llm=9.0, llm2=1.0), {"llm": 1.0, "llm2": 1.0})
+    assert moves
+    for move in moves:
+        check = Layout(one, TWO)
+        for a in move:
+            if a.op == "load":
+                assert not check.at_limit(a.model, a.site), describe_moves(move)
+            check.apply(a)

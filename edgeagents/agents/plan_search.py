@@ -58,6 +58,8 @@ def placement_moves(
         for d in layout.replicas:
             if d.model == name or layout.count(d.model) < 2 or d.site not in layout.up:
                 continue
+            if layout.at_limit(name, d.site):
+                continue
             key = (d.site, d.gpu_index)
             if layout.free[key] + d.memory_gb < spec.memory_gb(1):
                 continue

@@ -117,6 +117,7 @@ class Layout:
         self.gpus: dict[tuple[str, int], GpuType] = {}
         self.free: dict[tuple[str, int], float] = {}
         self.up = {s.site for s in telemetry.sites if s.up}
+        self.per_site_limit = telemetry.replicas_per_model_site
         for s in telemetry.sites:
             for g in s.gpus:
                 self.gpus[(s.site, g.index)] = self.catalogue[g.type]
@@ -129,8 +130,20 @@ class Layout:
     def count(self, model: str) -> int:
         return sum(1 for d in self.replicas if d.model == model)
 
+    def at_limit(self, model: str, site: str) -> bool:
+        """Whether the city takes no more replicas of `model` at `site` (the Ray Serve city
+        holds one per pair)."""
+        if self.per_site_limit is None:
+            return False
+        held = sum(1 for d in self.replicas if (d.site, d.model) == (site, model))
+        return held >= self.per_site_limit
+
     def fits(self, model: ModelSpec, key: tuple[str, int]) -> bool:
-        return key[0] in self.up and self.free[key] >= model.memory_gb(1)
+        return (
+            key[0] in self.up
+            and self.free[key] >= model.memory_gb(1)
+            and not self.at_limit(model.name, key[0])
+        )
 
     def apply(self, action: DeploymentAction) -> bool:
         """Apply a load or unload tentatively; False if it cannot be done."""

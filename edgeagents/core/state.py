@@ -242,6 +242,12 @@ class Telemetry(_Frozen):
     refusals_by_reason: dict[str, int] = Field(
         default_factory=dict, description="Refusals in the window, by reason."
     )
+    replicas_per_model_site: int | None = Field(
+        default=None,
+        ge=1,
+        description="At most this many replicas of one model at one site (the Ray Serve "
+        "city: 1, a deployment per pair); None: no limit (the simulated city).",
+    )
 
     def window_demand(self) -> tuple[dict[str, float], dict[str, float]]:
         """Prompts/s per model and share of prompts per cell over the telemetry window."""
