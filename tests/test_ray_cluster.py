@@ -13,7 +13,6 @@ re-planning). Ray is shut down at the end whatever happened. Select with `-m ser
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 from pathlib import Path
@@ -51,12 +50,6 @@ control: {tick_s: 5, planning_epoch_s: 600, window_s: 30}
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def nodes(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """Head = site a, workers = sites b and c, the driver connected; everything is shut down
@@ -91,10 +84,11 @@ def cluster(nodes: Any) -> Any:
     """Serve on 127.0.0.1 (proxy on the head only) and the city deployed on the cluster."""
     from ray import serve
 
+    from edgeagents.experiments.faults.lm_server import free_port
     from serving.city import RayServeCity
 
     sites, path = nodes
-    port = _free_port()
+    port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port}, proxy_location="HeadOnly")
     try:
         city = RayServeCity(

@@ -141,12 +141,17 @@ def test_a_busy_regions_twin_looks_less_far_ahead() -> None:
         assert 0.7 * REGION_TWIN_PROMPTS < len(whatif.workload) < 1.3 * REGION_TWIN_PROMPTS
 
 
-def test_pruned_candidates_skip_busy_replicas_for_ones_with_a_free_slot() -> None:
+def busiest_model_replicas():
+    """The 100-site region's dispatcher at t=0, its model with the most replicas, and those."""
     sc = generate_region(RegionSpec(sites=100, seed=0))
     d = SimulatedCity(sc, generate_workload(sc, duration_s=5, seed=0), ROUTERS.create("greedy"))
     d = d.dispatch
     many = max(range(len(sc.models)), key=lambda m: len(d.fleet.by_model[m]))
-    reps = d.fleet.by_model[many]
+    return sc, d, many, d.fleet.by_model[many]
+
+
+def test_pruned_candidates_skip_busy_replicas_for_ones_with_a_free_slot() -> None:
+    sc, d, many, reps = busiest_model_replicas()
     ranked = d.candidates.ranked(0, many, reps)
     cap = sc.control.max_queue_per_replica
     for r in ranked[:3]:
@@ -188,11 +193,7 @@ def test_the_region_scheduler_builds_no_twin_past_its_budget(monkeypatch) -> Non
 
 
 def test_past_the_nearest_a_pruned_prompt_looks_at_replicas_spread_down_the_ranking() -> None:
-    sc = generate_region(RegionSpec(sites=100, seed=0))
-    d = SimulatedCity(sc, generate_workload(sc, duration_s=5, seed=0), ROUTERS.create("greedy"))
-    d = d.dispatch
-    many = max(range(len(sc.models)), key=lambda m: len(d.fleet.by_model[m]))
-    reps = d.fleet.by_model[many]
+    sc, d, many, reps = busiest_model_replicas()
     cands, cap = d.candidates, sc.control.max_queue_per_replica
     cands.scan, cands.spread = 4, 4  # the window: 4 nearest, then 4 spaced evenly
     ranked = cands.ranked(0, many, reps)

@@ -8,7 +8,6 @@ node up, the initial placement, no routing policy."""
 from __future__ import annotations
 
 import contextlib
-import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgeagents.core.state import Decision, DeploymentAction, RoutingPolicy
 from edgeagents.experiments.faults.cases import LM_MODES, describe_endpoint, fake_lm
-from edgeagents.experiments.faults.lm_server import lm_endpoint
+from edgeagents.experiments.faults.lm_server import free_port, lm_endpoint
 from edgeagents.experiments.faults.metrics import PolicyFigures, decision_paths, outcome_figures
 from edgeagents.experiments.faults.report import (
     FaultRow,
@@ -25,7 +24,7 @@ from edgeagents.experiments.faults.report import (
     FaultsSettings,
     LMFaultFigures,
     RayRowFigures,
-    row_problems,
+    run_row,
 )
 from serving.config import server_app_name
 from serving.faults.cases import (
@@ -116,7 +115,7 @@ class RayCampaign:
                     )
                 if not connected:
                     ray.init(address=cluster.address, log_to_driver=False)
-                port = _free_port()
+                port = free_port()
                 serve.start(
                     http_options={"host": "127.0.0.1", "port": port}, proxy_location="HeadOnly"
                 )
@@ -211,23 +210,21 @@ class RayCampaign:
         if (skipped := FaultRow.not_run(case, kind, RAY_NOT_IMPLEMENTED)) is not None:
             return skipped
         s = self.settings
-        t0 = time.perf_counter()
-        row = FaultRow(case=case, kind=kind, fault="", window_s=(s.fault_start_s, s.fault_end_s),
-                       status="ok")  # fmt: skip
-        try:
-            self.reset()
-            if kind == "lm":
-                self.lm_row(row)
-            else:
-                row.fault = self.describe(case)
-                row.agents, row.ray = self.episode(case, self.agents(None))
-            row.problems = row_problems(row)
-        except Exception as e:
-            row.problems.append(f"{type(e).__name__}: {e}"[:300])
-        row.status = "failed" if row.problems else "ok"
-        row.wall_s = time.perf_counter() - t0
+        window = (s.fault_start_s, s.fault_end_s)
+        row = run_row(
+            FaultRow(case=case, kind=kind, fault="", window_s=window, status="ok"), self.fill
+        )
         self.progress(case, 1.0)
         return row
+
+    def fill(self, row: FaultRow) -> None:
+        """The city reset, then the row's case run on it."""
+        self.reset()
+        if row.kind == "lm":
+            self.lm_row(row)
+        else:
+            row.fault = self.describe(row.case)
+            row.agents, row.ray = self.episode(row.case, self.agents(None))
 
     def lm_row(self, row: FaultRow) -> None:
         """The agents on `openai:fake` at an endpoint that fails every call, the whole row."""
@@ -350,9 +347,3 @@ def kill_replica(app: str) -> None:
         raise RuntimeError(f"no replica actor of {app} to kill")
     for name in names:
         ray.kill(ray.get_actor(name, namespace="serve"), no_restart=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

@@ -30,7 +30,7 @@ from edgeagents.experiments.faults.report import (
     FaultsSettings,
     LMFaultFigures,
     MemoryFaultFigures,
-    row_problems,
+    run_row,
 )
 from edgeagents.experiments.run import UNBOUNDED_WALL_S, agents_policy, wall_limits
 from edgeagents.sim.workload import Workload, generate_workload
@@ -71,26 +71,25 @@ class Campaign:
         kind = CASES[case]
         if (skipped := FaultRow.not_run(case, kind, NOT_IMPLEMENTED)) is not None:
             return skipped
-        t0 = time.perf_counter()
-        row = FaultRow(case=case, kind=kind, fault="", window_s=self.window, status="ok")
-        try:
-            if kind == "reference":
-                self.reference_row(row)
-            elif kind == "city":
-                self.city_row(row)
-            elif kind == "lm":
-                self.lm_row(row)
-            elif kind == "memory":
-                self.memory_row(row)
-            else:
-                self.process_row(row)
-            row.problems = row_problems(row)
-        except Exception as e:
-            row.problems.append(f"{type(e).__name__}: {e}"[:300])
-        row.status = "failed" if row.problems else "ok"
-        row.wall_s = time.perf_counter() - t0
+        row = run_row(
+            FaultRow(case=case, kind=kind, fault="", window_s=self.window, status="ok"),
+            self.fill,
+        )
         self.progress(case, 1.0)
         return row
+
+    def fill(self, row: FaultRow) -> None:
+        """Runs the row's case by its kind."""
+        if row.kind == "reference":
+            self.reference_row(row)
+        elif row.kind == "city":
+            self.city_row(row)
+        elif row.kind == "lm":
+            self.lm_row(row)
+        elif row.kind == "memory":
+            self.memory_row(row)
+        else:
+            self.process_row(row)
 
     # ---- episodes ----------------------------------------------------------------------------
 

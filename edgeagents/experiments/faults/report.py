@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -195,6 +197,20 @@ class FaultsReport(BaseModel):
     @property
     def failed(self) -> list[FaultRow]:
         return [r for r in self.rows if r.status == "failed"]
+
+
+def run_row(row: FaultRow, fill: Callable[[FaultRow], None]) -> FaultRow:
+    """`fill` run on the row, then the row judged (`row_problems`) and timed: an exception in
+    it is the row's failure, never the campaign's."""
+    t0 = time.perf_counter()
+    try:
+        fill(row)
+        row.problems = row_problems(row)
+    except Exception as e:
+        row.problems.append(f"{type(e).__name__}: {e}"[:300])
+    row.status = "failed" if row.problems else "ok"
+    row.wall_s = time.perf_counter() - t0
+    return row
 
 
 def row_problems(row: FaultRow) -> list[str]:
