@@ -76,18 +76,15 @@ def placement_moves(
                     DeploymentAction(site=d.site, model=name, op="load", gpu_index=d.gpu_index),
                 ]
             )
-    refill = Layout(telemetry, scenario)
-    for a in prefix:
-        refill.apply(a)
-    fill = fill_empty_gpus(refill, scenario, telemetry)
-    if len(fill) >= 2:
-        moves.append(fill)
     busy = {r.deployment.replica_id: r.busy_share for r in telemetry.replicas}
     idle = [
         d
         for d in layout.replicas
         if busy.get(d.replica_id, 1.0) < 0.05 and layout.count(d.model) >= 2
     ]
+    fill = fill_empty_gpus(layout, scenario, telemetry)  # the layout's last use: it loads
+    if len(fill) >= 2:
+        moves.append(fill)
     for d in idle[:2]:
         moves.append(
             [DeploymentAction(site=d.site, model=d.model, op="unload", gpu_index=d.gpu_index)]
