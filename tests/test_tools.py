@@ -11,13 +11,16 @@ from conftest import make_workload, tiny_scenario
 
 from edgeagents.agents.plan_search import (
     fill_empty_gpus,
+    models_reduced,
     placement_actions,
     placement_moves,
+    robust,
     search_plans,
 )
 from edgeagents.agents.tools import (
     ActionSet,
     Layout,
+    PlanCandidate,
     deployer_menu,
     describe_moves,
     model_facts,
@@ -572,3 +575,38 @@ def test_a_city_of_one_replica_per_model_and_site_gets_no_second_one() -> None:
             if a.op == "load":
                 assert not check.at_limit(a.model, a.site), describe_moves(move)
             check.apply(a)
+
+
+BOTH = TWO.model_copy(
+    update={"workload": TWO.workload.model_copy(update={"demands": [
+        TWO.workload.demands[0].model_copy(update={"model": m}) for m in ("llm", "llm2")
+    ]})}
+)  # fmt: skip
+"""`TWO` with demand for both models."""
+
+
+def swap_on_evidence(span_s: float) -> tuple[bool, bool]:
+    """Whether a swap of `llm2`'s H200 replica at b for `llm` (at 6 prompts/s, behind) and a
+    load of `llm` alone pass `robust`, with `llm2` seen at 0.2 prompts/s over `span_s`."""
+    reps = [Rep(0, "a"), Rep(1, "b", "llm2"), Rep(2, "c", "llm2")]
+    t = telemetry(reps, BOTH, rates={"llm": 6.0, "llm2": 0.2})
+    t = t.model_copy(update={"time_s": span_s})
+    whatif = WhatIf(BOTH, forecast_demand(t), t, horizon_s=60.0)
+    current = [r.deployment for r in t.replicas]
+    swap = [act("unload", "b", "llm2"), act("load", "b")]
+    load = [act("load", "b")]
+    candidates = [
+        PlanCandidate(name="x", actions=m, prediction=whatif.evaluate(current, m))
+        for m in (swap, load)
+    ]
+    swap_ok, load_ok = (robust(whatif, current, c, {}) for c in candidates)
+    return swap_ok, load_ok
+
+
+def test_a_swap_on_one_arrival_in_five_seconds_is_not_robust_on_a_full_window_it_is() -> None:
+    """The same 0.2 prompts/s of `llm2`: one prompt in 5 s may be a rate several times that,
+    under which its one L4 left is swamped; six in a full 30-s window hold it near 0.2."""
+    assert models_reduced([act("unload", "b", "llm2"), act("load", "b")]) == {"llm2"}
+    assert models_reduced([act("unload", "b", "llm2"), act("load", "c", "llm2")]) == set()
+    assert swap_on_evidence(5.0) == (False, True)
+    assert swap_on_evidence(30.0) == (True, True)

@@ -1,5 +1,6 @@
 """The digital twin: demand forecasts (smoothing, decaying peaks), the what-if predictions and
-their score, and how operator intents enter the twin (priorities, surges, maintenance)."""
+their score, how operator intents enter the twin (priorities, surges, maintenance), and the
+live state it starts from (queues, the rates' uncertainty)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from edgeagents.agents.twin import (
     forecast_demand,
     intent_shifts,
     operator_priorities,
+    rate_upper_bound,
 )
 from edgeagents.core.notice import Intent
 from edgeagents.core.scenario import CityEvent, DemandShift
@@ -419,3 +421,62 @@ def test_maintenance_in_the_horizon_moves_the_twins_prompts() -> None:
     assert only_b.refused == only_b.prompts
     both = whatif.evaluate(replicas("a", "b"))
     assert both.refused == 0
+
+
+# ---- the live state: backlog and the rates' uncertainty -------------------------------------
+
+
+def test_rate_upper_bound_is_wide_on_little_evidence() -> None:
+    once = rate_upper_bound(0.2, 5.0)
+    assert once > 2.5 * 0.2, "one prompt in 5 s: the rate may well be several times that"
+    full = rate_upper_bound(0.2, 30.0)
+    many = rate_upper_bound(0.2, 3000.0)
+    assert once > full > many > 0.2
+    assert many == pytest.approx(0.2, rel=0.1)
+    assert rate_upper_bound(0.0, 30.0) > 0.0, "none seen is not a proof of none"
+
+
+def test_the_pessimistic_twin_raises_only_the_named_models() -> None:
+    t = window({"llm": {"a": 0.2}, "llm2": {"a": 0.2}}, t=5.0)
+    forecast = Forecast(rates_per_s={"llm": 0.2, "llm2": 0.2}, cell_weights={"a": 1.0})
+    busy = WhatIf(TWO, forecast, t, horizon_s=50.0).pessimistic({"llm2"})
+    rates = {d.model: d.arrivals.rate_per_s for d in busy.scenario.workload.demands}
+    assert rates["llm"] == 0.2
+    assert rates["llm2"] == pytest.approx(rate_upper_bound(0.2, 5.0))
+
+
+def queued(n: int, *, running: int = 0) -> Telemetry:
+    """The tiny city's telemetry with `n` prompts waiting (and `running` in the batch) at its
+    replica."""
+    t = observed()
+    r = t.replicas[0].model_copy(update={"queue_len": n, "running": running})
+    return t.model_copy(update={"replicas": [r]})
+
+
+def test_the_twin_starts_from_the_live_queues() -> None:
+    forecast = Forecast(rates_per_s={"llm": 1.0}, cell_weights={"a": 1.0})
+    empty = WhatIf(SC, forecast, queued(0), horizon_s=20.0)
+    behind = WhatIf(SC, forecast, queued(30, running=8), horizon_s=20.0)
+    assert behind.backlog == [34] and empty.backlog == [0]
+    assert len(behind.workload) == len(empty.workload) + 34
+    assert (behind.workload.arrival_s[:34] == 0).all()
+    assert (behind.workload.model[:34] == 0).all()
+    now = behind.current
+    assert behind.evaluate(now).mean_latency_s > empty.evaluate(now).mean_latency_s
+    more = [*now, now[0].model_copy(update={"replica_id": 9, "site": "b"})]
+    assert behind.evaluate(more).mean_latency_s < behind.evaluate(now).mean_latency_s
+
+
+def test_a_backlog_waits_at_its_replica_without_routing() -> None:
+    """Three prompts from cell a (next to site a) carried over at site b's replica are served
+    there, though the router would pick a."""
+    deployments = replicas("a", "b")
+    rows = [{"arrival_s": 0.0, "model": "llm", "cell": "a", "input_tokens": 100,
+             "output_tokens": 20} for _ in range(4)]  # fmt: skip
+    wl = make_workload(SC, rows)
+    city = SimulatedCity(SC, wl, ROUTERS.create("greedy"), deployments=deployments, backlog=[0, 3])
+    city.advance(100.0)
+    out = city.finish()
+    assert out.site[:3].tolist() == [1, 1, 1]
+    assert out.site[3] == 0, "the fourth is routed, to the nearest"
+    assert np.isfinite(out.latency_s).all()

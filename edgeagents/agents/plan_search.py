@@ -16,7 +16,7 @@ from edgeagents.agents.tools import (
 )
 from edgeagents.agents.twin import Prediction, WhatIf
 from edgeagents.core.scenario import Scenario
-from edgeagents.core.state import DeploymentAction, Telemetry
+from edgeagents.core.state import Deployment, DeploymentAction, Telemetry
 
 PLAN_PROMPT_BUDGET = 300_000
 """Prompts the planner's twin may simulate in one epoch, over every region and candidate:
@@ -158,6 +158,33 @@ def placement_actions(
     return unloads + loads
 
 
+def models_reduced(actions: Sequence[DeploymentAction]) -> frozenset[str]:
+    """Models with fewer replicas after `actions` than before."""
+    net: Counter[str] = Counter()
+    for a in actions:
+        net[a.model] += {"load": 1, "unload": -1}.get(a.op, 0)
+    return frozenset(m for m, k in net.items() if k < 0)
+
+
+def robust(
+    whatif: WhatIf,
+    current: Sequence[Deployment],
+    candidate: PlanCandidate,
+    pessimists: dict[frozenset[str], tuple[WhatIf, float]],
+) -> bool:
+    """Whether `candidate` still beats holding still on the twin with the models it takes
+    replicas from as busy as their windows allow (`WhatIf.pessimistic`; one twin per set of
+    models, cached in `pessimists` with its hold score). A plan that adds only passes."""
+    reduced = models_reduced(candidate.actions)
+    if not reduced:
+        return True
+    if reduced not in pessimists:
+        twin = whatif.pessimistic(reduced)
+        pessimists[reduced] = (twin, twin.evaluate(current).score())
+    twin, held = pessimists[reduced]
+    return twin.evaluate(current, candidate.actions).score() < held
+
+
 def over_budget(whatif: WhatIf, prompt_budget: int) -> bool:
     """Whether one more evaluation would simulate more than `prompt_budget` prompts."""
     return whatif.simulated + len(whatif.workload) > prompt_budget
@@ -170,6 +197,7 @@ def search_plans(
     *,
     steps: int = 3,
     budget_s: float = 6.0,
+    robust_tries: int = 3,
     min_gain: float = 0.01,
     remembered: dict[str, list[str]] | None = None,
     prompt_budget: int = PLAN_PROMPT_BUDGET,
@@ -178,12 +206,15 @@ def search_plans(
     best first: the best plan found, the best single-step plan, holding still, and the moves
     to a `remembered` placement (from the experience memory) when it differs and the twin
     predicts it no worse than holding still (a placement remembered from another situation
-    can be far off). The search stops when the next candidate would take the twin past
+    can be far off). A step takes the best of its first `robust_tries` candidates that still
+    beats holding still when the models it takes replicas from are as busy as their windows
+    allow (`robust`). The search stops when the next candidate would take the twin past
     `prompt_budget` simulated prompts, or past `budget_s` of wall time."""
     start = time.perf_counter()
     current = [r.deployment for r in telemetry.replicas]
     hold = whatif.evaluate(current)
     refs = whatif.references
+    pessimists: dict[frozenset[str], tuple[WhatIf, float]] = {}
     best = PlanCandidate(name="hold", actions=[], prediction=hold)
     first_step: PlanCandidate | None = None
     for step in range(steps):
@@ -195,7 +226,11 @@ def search_plans(
             scored.append(PlanCandidate(name=describe_moves(moves), actions=moves, prediction=pred))
         if not scored:
             break
-        top = min(scored, key=lambda c: c.prediction.score())
+        ranked = sorted(scored, key=lambda c: c.prediction.score())
+        checked = (c for c in ranked[:robust_tries] if robust(whatif, current, c, pessimists))
+        top = next(checked, None) if robust_tries else ranked[0]
+        if top is None:
+            break
         if step == 0:
             first_step = top
         if top.prediction.score() > best.prediction.score() * (1 - min_gain):

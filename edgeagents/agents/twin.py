@@ -4,7 +4,8 @@ it sees only telemetry, the catalogue and the forecast, never the future workloa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -23,7 +24,7 @@ from edgeagents.policies.routing import ROUTERS
 from edgeagents.sim.bounds import reference_s, standalone_matrix_s
 from edgeagents.sim.city import EpisodeOutcomes, SimulatedCity
 from edgeagents.sim.metrics import jain
-from edgeagents.sim.workload import generate_workload
+from edgeagents.sim.workload import Workload, generate_workload
 
 TRACE_SHIFT_S = 1800.0
 """The twin replays traces from another stretch, so it cannot see the prompts to come."""
@@ -31,6 +32,17 @@ TRACE_SHIFT_S = 1800.0
 
 PEAK_DECAY = 0.9
 """Per forecast (planning epoch): how fast a model's remembered peak rate fades."""
+
+RATE_BOUND_Z = 1.64
+"""One-sided 95%: a model's rate "as busy as it may be" is the Poisson upper bound at this z
+of the arrivals counted in the telemetry window (`rate_upper_bound`)."""
+
+
+def rate_upper_bound(rate_per_s: float, span_s: float, z: float = RATE_BOUND_Z) -> float:
+    """The upper confidence bound of a Poisson rate seen as `rate_per_s` over `span_s`: wide
+    on a few seconds or a few prompts (a model seen once in 5 s may well be busier)."""
+    n = rate_per_s * span_s
+    return (n + z * z / 2 + z * math.sqrt(n + z * z / 4)) / span_s
 
 
 def forecast_demand(
@@ -105,10 +117,15 @@ class WhatIf:
         self.horizon_s = horizon_s
         now = telemetry.time_s
         self.intents = intents_ahead(intents, now, horizon_s)
+        self._given = (scenario, forecast, telemetry, seed, baselines)
         self.scenario = _twin_scenario(
             scenario, forecast, telemetry, horizon_s, self.intents, baselines or {}
         )
-        self.workload = generate_workload(self.scenario, duration_s=horizon_s, seed=seed)
+        fresh = generate_workload(self.scenario, duration_s=horizon_s, seed=seed)
+        self.current = [r.deployment for r in telemetry.replicas]
+        """The live replicas: a run from them starts with their backlog (`live_backlog`)."""
+        self.backlog, rows = live_backlog(telemetry, fresh)
+        self.workload = fresh.with_copies_first(rows)
         matrix = standalone_matrix_s(self.scenario, self.workload)
         self.references = reference_s(self.scenario, self.workload, matrix)
         self.evaluations = 0
@@ -117,6 +134,24 @@ class WhatIf:
         self.priorities = operator_priorities(self.intents)
         self.targets = {m: i.bound_s for i in self.intents if i.kind == "target"
                         for m in i.models if i.bound_s}  # fmt: skip
+
+    def pessimistic(self, models: Iterable[str]) -> WhatIf:
+        """The same twin with each of `models` as busy as its window allows (each rate raised
+        to `rate_upper_bound` of its window count): what a plan that takes replicas from them
+        must also survive, since on a short or quiet window their rates are mostly noise."""
+        scenario, forecast, telemetry, seed, baselines = self._given
+        span = min(telemetry.time_s, telemetry.window_s)
+        if span <= 0:
+            return self
+        seen, _ = telemetry.window_demand()
+        rates = dict(forecast.rates_per_s)
+        for m in models:
+            rates[m] = max(rates.get(m, 0.0), rate_upper_bound(seen.get(m, 0.0), span))
+        busier = forecast.model_copy(update={"rates_per_s": rates})
+        return WhatIf(
+            scenario, busier, telemetry, horizon_s=self.horizon_s, seed=seed,
+            intents=self.intents, baselines=baselines,
+        )  # fmt: skip
 
     def evaluate(
         self,
@@ -141,8 +176,9 @@ class WhatIf:
         self.evaluations += 1
         self.simulated += len(self.workload)
         city = SimulatedCity(
-            self.scenario, self.workload, ROUTERS.create(router), deployments=deployments
-        )
+            self.scenario, self.workload, ROUTERS.create(router), deployments=deployments,
+            backlog=self.backlog if list(deployments) == self.current else (),
+        )  # fmt: skip
         if actions or routing is not None:
             city.apply(Decision(time_s=0.0, actions=list(actions), routing=routing))
         city.advance(self.horizon_s + self.scenario.control.drain_limit_s)
@@ -180,6 +216,23 @@ class WhatIf:
             prompts=len(lat),
             objective_s=objective,
         )
+
+
+def live_backlog(telemetry: Telemetry, workload: Workload) -> tuple[list[int], np.ndarray]:
+    """The prompts waiting at each live replica (its queue, and half its running batch: on
+    average half done) as copies of the same model's prompts in `workload`: a twin started
+    from empty queues misjudges a city already behind. Returns the count per replica, in
+    telemetry order, and the rows to copy."""
+    up = {s.site for s in telemetry.sites if s.up}
+    names = {m: k for k, m in enumerate(workload.model_names)}
+    counts: list[int] = []
+    rows: list[np.ndarray] = []
+    for r in telemetry.replicas:
+        same = np.flatnonzero(workload.model == names.get(r.deployment.model, -1))
+        k = r.queue_len + (r.running + 1) // 2 if r.deployment.site in up and len(same) else 0
+        counts.append(k)
+        rows.append(same[np.arange(k) % max(1, len(same))])
+    return counts, np.concatenate(rows) if rows else np.empty(0, dtype=np.int64)
 
 
 def operator_priorities(intents: Sequence[Intent]) -> dict[str, float]:

@@ -55,6 +55,10 @@ class SimulatedCity:
         trace: Keep a readable event trace (`event_trace`), for debugging and tests.
         deployments: Start from these warm replicas (GPU, share and batch as given) instead of
             the scenario's placement; a what-if copy of a running city uses it.
+        backlog: Prompts already waiting at time 0 at each of `deployments`, in order: the
+            workload's first `sum(backlog)` prompts, joined to their replica without routing
+            (a what-if copy starts from the live queues, not empty ones). If a deployment
+            does not fit, those prompts are routed as arrivals at time 0.
     """
 
     def __init__(
@@ -66,6 +70,7 @@ class SimulatedCity:
         seed: int = 0,
         trace: bool = False,
         deployments: Sequence[Deployment] | None = None,
+        backlog: Sequence[int] = (),
     ) -> None:
         self.scenario = scenario
         self.workload = workload
@@ -89,9 +94,14 @@ class SimulatedCity:
                     si, mi = self.fleet.site_index[site], self.fleet.model_index[model]
                     self._load(si, mi, None, 1.0, None, warm=True)
         else:
+            placed: list[Replica | None] = []
             for d in deployments:
                 si, mi = self.fleet.site_index[d.site], self.fleet.model_index[d.model]
-                self._load(si, mi, d.gpu_index, d.compute_share, d.max_batch, warm=True)
+                placed.append(
+                    self._load(si, mi, d.gpu_index, d.compute_share, d.max_batch, warm=True)
+                )
+            if all(r is not None for r in placed):
+                self.dispatch.wait_at_start(list(zip(placed, backlog, strict=False)))
         self.dispatch.schedule_inputs()
 
     # ---- environment protocol -------------------------------------------------------------

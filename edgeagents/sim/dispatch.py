@@ -167,12 +167,26 @@ class Dispatcher:
         self.refused_i: list[int] = []
         self.unfinished = n
         """Prompts not yet served or refused (including those not yet arrived)."""
+        self.first_routed = 0
+        """Prompts before this one wait at a replica from the start (`wait_at_start`)."""
+
+    def wait_at_start(self, backlog: list[tuple[Replica, int]]) -> None:
+        """The workload's first prompts join the given replicas at time 0, `k` at each, in
+        order, without routing: a backlog carried over from the live city."""
+        i = self.first_routed
+        for r, k in backlog:
+            for _ in range(k):
+                r.inbound += 1
+                self.engine.schedule(_Join(0.0, Job(i), r))
+                i += 1
+        self.first_routed = i
 
     def schedule_inputs(self) -> None:
-        """Schedule the first arrival (each arrival schedules the next) and the scenario's
-        failures and repairs."""
-        if len(self.arrival):
-            self.engine.schedule(_Arrival(float(self.arrival[0]), 0))
+        """Schedule the first routed arrival (each arrival schedules the next) and the
+        scenario's failures and repairs."""
+        if self.first_routed < len(self.arrival):
+            i = self.first_routed
+            self.engine.schedule(_Arrival(float(self.arrival[i]), i))
         for ev in self.scenario.events:
             self.engine.schedule(_Failure(ev))
 

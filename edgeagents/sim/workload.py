@@ -116,6 +116,16 @@ class Workload:
             text=None if self.texts is None else self.texts[i],
         )
 
+    def with_copies_first(self, rows: np.ndarray) -> Workload:
+        """This workload after copies of prompts `rows`, all sent at time 0 (a backlog the
+        what-if twin starts with; the copies carry no text)."""
+        columns = {
+            name: np.concatenate([getattr(self, name)[rows], getattr(self, name)])
+            for name in _COLUMNS
+        }
+        columns["arrival_s"][: len(rows)] = 0.0
+        return Workload(self.model_names, self.cell_names, **columns)
+
     def counts_by_model(self) -> dict[str, int]:
         """Prompts per model name, zero for models without demand."""
         counts = np.bincount(self.model, minlength=len(self.model_names))
