@@ -48,7 +48,7 @@ SC = tiny_scenario(
     placement={"a": ["llm"], "c": ["llm"]},
     control={"tick_s": 5, "planning_epoch_s": 20},
     duration_s=60,
-    workload={"demands": [{"model": "llm", "arrivals": {"rate_per_s": 30.0}}]},
+    workload={"demands": [{"model": "llm", "arrivals": {"rate_per_s": 16.0}}]},
 )
 WORKLOAD = generate_workload(SC, seed=2)
 
