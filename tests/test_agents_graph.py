@@ -25,7 +25,7 @@ TWO_SITES = {
     "control": {"tick_s": 5, "planning_epoch_s": 20, "drain_limit_s": 30},
     "duration_s": 60,
     # Enough load that the L4 at c matters, so routing options differ and the LM is asked.
-    "workload": {"demands": [{"model": "llm", "arrivals": {"rate_per_s": 30.0}}]},
+    "workload": {"demands": [{"model": "llm", "arrivals": {"rate_per_s": 16.0}}]},
 }
 
 
