@@ -10,6 +10,7 @@ import pytest
 from conftest import make_workload, tiny_scenario
 
 from edgeagents.agents.plan_search import (
+    PLAN_PROMPT_BUDGET,
     fill_empty_gpus,
     models_reduced,
     placement_actions,
@@ -585,9 +586,10 @@ BOTH = TWO.model_copy(
 """`TWO` with demand for both models."""
 
 
-def swap_on_evidence(span_s: float) -> tuple[bool, bool]:
+def swap_on_evidence(span_s: float, budget: int | None = None) -> tuple[bool, bool]:
     """Whether a swap of `llm2`'s H200 replica at b for `llm` (at 6 prompts/s, behind) and a
-    load of `llm` alone pass `robust`, with `llm2` seen at 0.2 prompts/s over `span_s`."""
+    load of `llm` alone pass `robust`, with `llm2` seen at 0.2 prompts/s over `span_s`
+    (and `budget` more twin prompts allowed, if given)."""
     reps = [Rep(0, "a"), Rep(1, "b", "llm2"), Rep(2, "c", "llm2")]
     t = telemetry(reps, BOTH, rates={"llm": 6.0, "llm2": 0.2})
     t = t.model_copy(update={"time_s": span_s})
@@ -599,7 +601,8 @@ def swap_on_evidence(span_s: float) -> tuple[bool, bool]:
         PlanCandidate(name="x", actions=m, prediction=whatif.evaluate(current, m))
         for m in (swap, load)
     ]
-    swap_ok, load_ok = (robust(whatif, current, c, {}) for c in candidates)
+    limit = PLAN_PROMPT_BUDGET if budget is None else whatif.simulated + budget
+    swap_ok, load_ok = (robust(whatif, current, c, {}, limit) for c in candidates)
     return swap_ok, load_ok
 
 
@@ -610,3 +613,4 @@ def test_a_swap_on_one_arrival_in_five_seconds_is_not_robust_on_a_full_window_it
     assert models_reduced([act("unload", "b", "llm2"), act("load", "c", "llm2")]) == set()
     assert swap_on_evidence(5.0) == (False, True)
     assert swap_on_evidence(30.0) == (True, True)
+    assert swap_on_evidence(30.0, budget=0) == (False, True), "no room to check: no taking"

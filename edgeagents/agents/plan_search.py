@@ -171,17 +171,26 @@ def robust(
     current: Sequence[Deployment],
     candidate: PlanCandidate,
     pessimists: dict[frozenset[str], tuple[WhatIf, float]],
+    prompt_budget: int = PLAN_PROMPT_BUDGET,
 ) -> bool:
     """Whether `candidate` still beats holding still on the twin with the models it takes
     replicas from as busy as their windows allow (`WhatIf.pessimistic`; one twin per set of
-    models, cached in `pessimists` with its hold score). A plan that adds only passes."""
+    models, cached in `pessimists` with its hold score). A plan that adds only passes; one
+    that takes when the budget has no room left to check it fails. The check's prompts
+    count on `whatif`'s budget."""
     reduced = models_reduced(candidate.actions)
     if not reduced:
         return True
     if reduced not in pessimists:
         twin = whatif.pessimistic(reduced)
+        if whatif.simulated + 2 * len(twin.workload) > prompt_budget:
+            return False
         pessimists[reduced] = (twin, twin.evaluate(current).score())
+        whatif.simulated += len(twin.workload)
     twin, held = pessimists[reduced]
+    if whatif.simulated + len(twin.workload) > prompt_budget:
+        return False
+    whatif.simulated += len(twin.workload)
     return twin.evaluate(current, candidate.actions).score() < held
 
 
@@ -227,7 +236,11 @@ def search_plans(
         if not scored:
             break
         ranked = sorted(scored, key=lambda c: c.prediction.score())
-        checked = (c for c in ranked[:robust_tries] if robust(whatif, current, c, pessimists))
+        checked = (
+            c
+            for c in ranked[:robust_tries]
+            if robust(whatif, current, c, pessimists, prompt_budget)
+        )
         top = next(checked, None) if robust_tries else ranked[0]
         if top is None:
             break
