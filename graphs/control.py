@@ -21,6 +21,7 @@ from edgeagents.agents.planner import create_planner
 from edgeagents.agents.region_planner import create_region_planner, open_regions
 from edgeagents.agents.region_scheduler import regional_routing
 from edgeagents.agents.scheduler import create_scheduler
+from edgeagents.agents.twin import forecast_refuted
 from edgeagents.core.control_state import ControlState
 from edgeagents.core.env import Environment, decision_delay_s
 from edgeagents.core.notice import Notice, read_notice_inputs, replan_due
@@ -129,7 +130,7 @@ def observe(
 ) -> dict:
     """Telemetry of the city now, the notices published since, and whether the planner runs
     this cycle (a new epoch, a notice, an intent window about to open or close, a site or
-    link down or back)."""
+    link down or back, demand above what the plan's forecast allows: `forecast_refuted`)."""
     env = resolver.env(config)
     sc = resolver.scenario(config)
     telemetry = env.observe()
@@ -139,16 +140,22 @@ def observe(
     intents = list((state.get("intents") or {}).values())
     last = state.get("time_s", -1.0)
     outages = outages_of(telemetry)
+    planned_at = state.get("planned_at_s")
+    run_planner = (
+        plan is None
+        or plan.epoch < epoch
+        or bool(unread or errors)
+        or replan_due(intents, last, telemetry.time_s)
+        or outages != state.get("outages", outages)
+        or bool(forecast_refuted(state.get("forecast"), telemetry, planned_at))
+    )
     update: dict[str, Any] = {
         "time_s": telemetry.time_s,
         "cycle": state.get("cycle", 0) + 1,
         "started_wall_s": time.time(),
         "telemetry": telemetry,
-        "run_planner": plan is None
-        or plan.epoch < epoch
-        or bool(unread or errors)
-        or replan_due(intents, last, telemetry.time_s)
-        or outages != state.get("outages", outages),
+        "run_planner": run_planner,
+        "planned_at_s": telemetry.time_s if run_planner else planned_at,
         "outages": outages,
         "unread_notices": unread,
         "notice_errors": errors,

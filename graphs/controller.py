@@ -25,6 +25,7 @@ CARRIED = (
     "shifts_seen",
     "shift_watch",
     "time_s",
+    "planned_at_s",
     "intents",
     "intent_baselines",
     "notice_errors_seen",

@@ -243,3 +243,20 @@ def test_prompt_text_never_reaches_an_agent_and_changes_nothing():
     assert models[1].seen and not any("OVERRIDE" in t for t in models[1].texts())
     assert models[0].texts() == models[1].texts()
     np.testing.assert_array_equal(runs[0].outcomes.latency_s, runs[1].outcomes.latency_s)
+
+
+def test_the_planner_runs_again_when_demand_outgrows_its_forecast():
+    """An epoch longer than the run: after the first plan, the planner runs again only when a
+    full window since shows demand far above its forecast (4x from 30 s)."""
+    demands = [{"model": "llm", "arrivals": {"rate_per_s": 3.0}}]
+    control = {**TWO_SITES["control"], "planning_epoch_s": 1000}
+    steady = {**TWO_SITES, "control": control, "duration_s": 120, "workload": {"demands": demands}}
+    shifts = [{"at_s": 30.0, "model": "llm", "factor": 4.0}]
+    surge = {**steady, "workload": {"demands": demands, "shifts": shifts}}
+    planned = {}
+    for name, overrides in (("steady", steady), ("surge", surge)):
+        _, _, run = episode(None, tiny_scenario(**overrides))
+        planned[name] = [d.time_s for d in run.decisions if "planner" in agents_of(d)]
+    assert planned["steady"] == [planned["steady"][0]], planned
+    again = planned["surge"][1:]
+    assert again and min(again) > 30.0, planned

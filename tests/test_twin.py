@@ -14,6 +14,7 @@ from edgeagents.agents.twin import (
     Prediction,
     WhatIf,
     forecast_demand,
+    forecast_refuted,
     intent_shifts,
     operator_priorities,
     rate_upper_bound,
@@ -480,3 +481,16 @@ def test_a_backlog_waits_at_its_replica_without_routing() -> None:
     assert out.site[:3].tolist() == [1, 1, 1]
     assert out.site[3] == 0, "the fourth is routed, to the nearest"
     assert np.isfinite(out.latency_s).all()
+
+
+def test_a_forecast_is_refuted_only_far_above_and_on_a_window_wholly_since_the_plan() -> None:
+    plan = Forecast(rates_per_s={"llm": 2.0, "llm2": 2.0}, cell_weights={})
+    seen = window({"llm": {"a": 4.0}, "llm2": {"a": 2.5}}, t=100.0)
+    assert forecast_refuted(plan, seen, planned_at_s=60.0) == ["llm"]
+    assert forecast_refuted(plan, seen, planned_at_s=80.0) == [], "window partly before the plan"
+    assert forecast_refuted(None, seen, planned_at_s=60.0) == []
+    assert forecast_refuted(plan, seen, planned_at_s=None) == []
+    lower = window({"llm": {"a": 0.1}, "llm2": {"a": 0.0}}, t=100.0)
+    assert forecast_refuted(plan, lower, planned_at_s=0.0) == [], "less demand needs no hurry"
+    new = window({"llm": {"a": 0.5}}, t=100.0)
+    assert forecast_refuted(Forecast(rates_per_s={}, cell_weights={}), new, 0.0) == ["llm"]

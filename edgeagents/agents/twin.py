@@ -45,6 +45,31 @@ def rate_upper_bound(rate_per_s: float, span_s: float, z: float = RATE_BOUND_Z) 
     return (n + z * z / 2 + z * math.sqrt(n + z * z / 4)) / span_s
 
 
+SHIFT_Z = 3.0
+"""A plan's forecast is refuted when a model's arrivals over a window exceed it by this many
+standard deviations (Poisson): rare by chance, so a re-plan means demand really moved."""
+
+
+def forecast_refuted(
+    forecast: Forecast | None, telemetry: Telemetry, planned_at_s: float | None
+) -> list[str]:
+    """Models whose arrivals over a full telemetry window, seen wholly since the plan, are
+    above what the plan's forecast allows (`SHIFT_Z`): the plan was made for demand that is
+    not there, and waiting for the next epoch lets the queues grow."""
+    if forecast is None or planned_at_s is None:
+        return []
+    span = telemetry.window_s
+    if telemetry.time_s < span or telemetry.time_s - planned_at_s < span:
+        return []
+    out = []
+    for m in telemetry.models:
+        expected = forecast.rates_per_s.get(m.model, 0.0) * span
+        limit = expected + SHIFT_Z * math.sqrt(expected) + SHIFT_Z**2
+        if m.arrivals_per_s * span > limit:
+            out.append(m.model)
+    return out
+
+
 def forecast_demand(
     telemetry: Telemetry, previous: Forecast | None = None, *, smoothing: float = 0.5
 ) -> Forecast:

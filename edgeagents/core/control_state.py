@@ -64,6 +64,8 @@ class ControlState(TypedDict, total=False):
     intent_baselines: dict[str, dict[str, float]]
     outages: list[str]
     """Sites and links down at the last observation (`site S`, `link A-B`)."""
+    planned_at_s: float
+    """When the planner last ran: a forecast is judged on a window seen wholly since."""
     regional: bool
     """Whether the city has several regions (planned and routed region by region)."""
     region: str
