@@ -100,8 +100,9 @@ class SimulatedCity:
                 placed.append(
                     self._load(si, mi, d.gpu_index, d.compute_share, d.max_batch, warm=True)
                 )
-            if all(r is not None for r in placed):
-                self.dispatch.wait_at_start(list(zip(placed, backlog, strict=False)))
+            ready = [r for r in placed if r is not None]
+            if len(ready) == len(placed):
+                self.dispatch.wait_at_start(list(zip(ready, backlog, strict=False)))
         self.dispatch.schedule_inputs()
 
     # ---- environment protocol -------------------------------------------------------------
