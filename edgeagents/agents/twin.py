@@ -249,15 +249,16 @@ def live_backlog(telemetry: Telemetry, workload: Workload) -> tuple[list[int], n
     from empty queues misjudges a city already behind. Returns the count per replica, in
     telemetry order, and the rows to copy."""
     up = {s.site for s in telemetry.sites if s.up}
-    names = {m: k for k, m in enumerate(workload.model_names)}
+    none = np.empty(0, dtype=np.int64)
+    by_model = {m: np.flatnonzero(workload.model == k) for k, m in enumerate(workload.model_names)}
     counts: list[int] = []
     rows: list[np.ndarray] = []
     for r in telemetry.replicas:
-        same = np.flatnonzero(workload.model == names.get(r.deployment.model, -1))
+        same = by_model.get(r.deployment.model, none)
         k = r.queue_len + (r.running + 1) // 2 if r.deployment.site in up and len(same) else 0
         counts.append(k)
         rows.append(same[np.arange(k) % max(1, len(same))])
-    return counts, np.concatenate(rows) if rows else np.empty(0, dtype=np.int64)
+    return counts, np.concatenate(rows) if rows else none
 
 
 def operator_priorities(intents: Sequence[Intent]) -> dict[str, float]:
