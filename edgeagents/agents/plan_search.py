@@ -183,20 +183,22 @@ def robust(
         return True
     if reduced not in pessimists:
         twin = whatif.pessimistic(reduced)
-        if whatif.simulated + 2 * len(twin.workload) > prompt_budget:
+        if over_budget(whatif, prompt_budget, 2 * len(twin.workload)):
             return False
         pessimists[reduced] = (twin, twin.evaluate(current).score())
         whatif.simulated += len(twin.workload)
     twin, held = pessimists[reduced]
-    if whatif.simulated + len(twin.workload) > prompt_budget:
+    if over_budget(whatif, prompt_budget, len(twin.workload)):
         return False
     whatif.simulated += len(twin.workload)
     return twin.evaluate(current, candidate.actions).score() < held
 
 
-def over_budget(whatif: WhatIf, prompt_budget: int) -> bool:
-    """Whether one more evaluation would simulate more than `prompt_budget` prompts."""
-    return whatif.simulated + len(whatif.workload) > prompt_budget
+def over_budget(whatif: WhatIf, prompt_budget: int, prompts: int | None = None) -> bool:
+    """Whether `prompts` more (default: one more evaluation of `whatif`) would take its
+    simulated prompts past `prompt_budget`."""
+    more = len(whatif.workload) if prompts is None else prompts
+    return whatif.simulated + more > prompt_budget
 
 
 def search_plans(
@@ -217,8 +219,8 @@ def search_plans(
     predicts it no worse than holding still (a placement remembered from another situation
     can be far off). A step takes the best of its first `robust_tries` candidates that still
     beats holding still when the models it takes replicas from are as busy as their windows
-    allow (`robust`). The search stops when the next candidate would take the twin past
-    `prompt_budget` simulated prompts, or past `budget_s` of wall time."""
+    allow (`robust`; 0: the best, unchecked). The search stops when the next candidate would
+    take the twin past `prompt_budget` simulated prompts, or past `budget_s` of wall time."""
     start = time.perf_counter()
     current = [r.deployment for r in telemetry.replicas]
     hold = whatif.evaluate(current)
