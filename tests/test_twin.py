@@ -18,6 +18,7 @@ from edgeagents.agents.twin import (
     intent_shifts,
     operator_priorities,
     rate_upper_bound,
+    sized_like,
 )
 from edgeagents.core.notice import Intent
 from edgeagents.core.scenario import CityEvent, DemandShift
@@ -145,6 +146,92 @@ def test_forecast_from_the_simulated_city_window() -> None:
     # arrivals in (10, 40]: 10.5, 11.0, ..., 40.0, i.e. 60 prompts over 30 s
     assert f.rates_per_s == {"llm": pytest.approx(2.0)}
     assert f.cell_weights == {"a": pytest.approx(1.0)}
+
+
+def test_the_simulated_city_reports_the_windows_prompt_sizes() -> None:
+    rows = [
+        {"arrival_s": 0.5 * k, "input_tokens": 100 if k % 2 else 300, "output_tokens": 4 + k % 3}
+        for k in range(120)
+    ]
+    w = make_workload(SC, rows)
+    city = SimulatedCity(SC, w, ROUTERS.create("greedy"))
+    city.advance(40.0)
+    m = city.observe().models[0]
+    came = (w.arrival_s > 10.0) & (w.arrival_s <= 40.0)
+    assert m.mean_input_tokens == pytest.approx(w.input_tokens[came].mean())
+    assert m.mean_input_tokens == pytest.approx(200.0)
+    assert 4.0 <= m.mean_output_tokens <= 6.0
+    quiet = SimulatedCity(SC, make_workload(SC, []), ROUTERS.create("greedy"))
+    quiet.advance(40.0)
+    assert quiet.observe().models[0].mean_input_tokens is None
+    assert quiet.observe().models[0].mean_output_tokens is None
+
+
+def sizes(model: str, tokens_in: float | None, tokens_out: float | None) -> Telemetry:
+    t = window({model: {"a": 1.0}})
+    m = t.models[0].model_copy(
+        update={"mean_input_tokens": tokens_in, "mean_output_tokens": tokens_out}
+    )
+    return t.model_copy(update={"models": [m]})
+
+
+def test_forecast_smooths_prompt_sizes_and_keeps_them_when_none_were_measured() -> None:
+    first = forecast_demand(sizes("llm", 1000.0, 200.0))
+    assert first.input_tokens == {"llm": 1000.0} and first.output_tokens == {"llm": 200.0}
+    f = forecast_demand(sizes("llm", 2000.0, None), first)
+    assert f.input_tokens == {"llm": pytest.approx(1500.0)}
+    assert f.output_tokens == {"llm": 200.0}, "nothing served this window: the last size"
+
+
+def busy(seen_per_s: float = 2.0, served: int = 60) -> Telemetry:
+    """The idle city's telemetry at 100 s, its 30-s window with these arrivals and served."""
+    t = observed()
+    m = t.models[0].model_copy(update={"arrivals_per_s": seen_per_s, "served": served})
+    return t.model_copy(update={"models": [m]})
+
+
+def test_the_twin_sizes_its_prompts_like_the_citys() -> None:
+    plain = Forecast(rates_per_s={"llm": 5.0}, cell_weights={})
+    base = WhatIf(SC, plain, busy(), horizon_s=100.0).workload
+    have_in, have_out = base.input_tokens.mean(), base.output_tokens.mean()
+    twice = plain.model_copy(
+        update={"input_tokens": {"llm": 2 * have_in}, "output_tokens": {"llm": have_out / 2}}
+    )
+    w = WhatIf(SC, twice, busy(), horizon_s=100.0).workload
+    assert w.arrival_s.tolist() == base.arrival_s.tolist(), "the same prompts, resized"
+    assert w.input_tokens.mean() == pytest.approx(2 * have_in, rel=0.01)
+    assert w.output_tokens.mean() == pytest.approx(have_out / 2, rel=0.05)
+    assert w.output_tokens.min() >= 1
+    far = plain.model_copy(update={"input_tokens": {"llm": 100 * have_in}})
+    assert sized_like(base, far, busy()).input_tokens.mean() == pytest.approx(4 * have_in, rel=0.01)
+    other = plain.model_copy(update={"input_tokens": {"llm2": 5.0}})
+    assert sized_like(base, other, busy()) is base
+
+
+def test_the_twin_keeps_its_sizes_when_the_window_could_differ_by_chance() -> None:
+    plain = Forecast(rates_per_s={"llm": 5.0}, cell_weights={})
+    base = WhatIf(SC, plain, busy(), horizon_s=100.0).workload
+    se = base.input_tokens.std() / np.sqrt(60)
+    near = plain.model_copy(update={"input_tokens": {"llm": base.input_tokens.mean() + se}})
+    assert sized_like(base, near, busy()) is base, "one standard error off: noise"
+    twice = plain.model_copy(update={"input_tokens": {"llm": 2 * base.input_tokens.mean()}})
+    assert sized_like(base, twice, busy(seen_per_s=0.0)) is base, "no prompt seen"
+    assert sized_like(base, twice, busy(seen_per_s=1 / 30)) is base, "one seen: could be chance"
+    assert sized_like(base, twice, busy(seen_per_s=10 / 30)) is not base, "ten seen: evidence"
+    served_none = plain.model_copy(update={"output_tokens": {"llm": 2 * base.output_tokens.mean()}})
+    assert sized_like(base, served_none, busy(served=0)) is base
+
+
+def test_longer_prompts_in_the_city_make_the_twin_predict_slower_service() -> None:
+    plain = Forecast(rates_per_s={"llm": 4.0}, cell_weights={"a": 1.0})
+    base = WhatIf(SC, plain, busy(), horizon_s=30.0)
+    out = float(base.workload.output_tokens.mean())
+    longer = plain.model_copy(update={"output_tokens": {"llm": 3 * out}})
+    one = replicas("a")
+    assert (
+        WhatIf(SC, longer, busy(), horizon_s=30.0).evaluate(one).mean_latency_s
+        > 1.5 * base.evaluate(one).mean_latency_s
+    )
 
 
 # ---- the score ------------------------------------------------------------------------------

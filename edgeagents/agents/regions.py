@@ -127,10 +127,12 @@ def region_forecast(forecast: Forecast, scenario: Scenario, cells: set[str]) -> 
     mine = {c: w for c, w in weights.items() if c in cells}
     share = sum(mine.values()) / total
     within = sum(mine.values())
-    return Forecast(
-        rates_per_s={m: r * share for m, r in forecast.rates_per_s.items()},
-        cell_weights={c: w / within for c, w in mine.items()} if within > 0 else {},
-        peak_rates_per_s={m: r * share for m, r in forecast.peak_rates_per_s.items()},
+    return forecast.model_copy(
+        update={
+            "rates_per_s": {m: r * share for m, r in forecast.rates_per_s.items()},
+            "cell_weights": {c: w / within for c, w in mine.items()} if within > 0 else {},
+            "peak_rates_per_s": {m: r * share for m, r in forecast.peak_rates_per_s.items()},
+        }
     )
 
 

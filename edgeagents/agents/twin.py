@@ -4,6 +4,7 @@ it sees only telemetry, the catalogue and the forecast, never the future workloa
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Sequence
 
@@ -73,9 +74,13 @@ def forecast_refuted(
 def forecast_demand(
     telemetry: Telemetry, previous: Forecast | None = None, *, smoothing: float = 0.5
 ) -> Forecast:
-    """Exponentially smoothed arrival rates from the telemetry window, and each model's
-    decaying peak windowed rate (from full windows only: a partial one is noise)."""
+    """Exponentially smoothed arrival rates and prompt sizes from the telemetry window, and
+    each model's decaying peak windowed rate (from full windows only: a partial one is noise)."""
     rates, cells = telemetry.window_demand()
+    sizes_in = {m.model: m.mean_input_tokens for m in telemetry.models
+                if m.mean_input_tokens is not None}  # fmt: skip
+    sizes_out = {m.model: m.mean_output_tokens for m in telemetry.models
+                 if m.mean_output_tokens is not None}  # fmt: skip
     peaks = dict(previous.peak_rates_per_s) if previous is not None else {}
     if telemetry.time_s >= telemetry.window_s:
         peaks = {m: max(r, PEAK_DECAY * peaks.get(m, 0.0)) for m, r in rates.items()}
@@ -86,7 +91,17 @@ def forecast_demand(
             cells = {k: a * v + (1 - a) * previous.cell_weights.get(k, v) for k, v in cells.items()}
         else:
             cells = dict(previous.cell_weights)
-    return Forecast(rates_per_s=rates, cell_weights=cells, peak_rates_per_s=peaks)
+        # a model with nothing measured this window keeps its last size
+        sizes_in = previous.input_tokens | {
+            k: a * v + (1 - a) * previous.input_tokens.get(k, v) for k, v in sizes_in.items()
+        }
+        sizes_out = previous.output_tokens | {
+            k: a * v + (1 - a) * previous.output_tokens.get(k, v) for k, v in sizes_out.items()
+        }
+    return Forecast(
+        rates_per_s=rates, cell_weights=cells, peak_rates_per_s=peaks, input_tokens=sizes_in,
+        output_tokens=sizes_out,
+    )  # fmt: skip
 
 
 class Prediction(BaseModel):
@@ -146,7 +161,9 @@ class WhatIf:
         self.scenario = _twin_scenario(
             scenario, forecast, telemetry, horizon_s, self.intents, baselines or {}
         )
-        fresh = generate_workload(self.scenario, duration_s=horizon_s, seed=seed)
+        fresh = sized_like(
+            generate_workload(self.scenario, duration_s=horizon_s, seed=seed), forecast, telemetry
+        )
         self.current = [r.deployment for r in telemetry.replicas]
         """The live replicas: a run from them starts with their backlog (`live_backlog`)."""
         self.backlog, rows = live_backlog(telemetry, fresh)
@@ -241,6 +258,47 @@ class WhatIf:
             prompts=len(lat),
             objective_s=objective,
         )
+
+
+SIZE_Z = 2.0
+"""The twin resizes a model's prompts only when the city's mean size is this many standard
+errors from its own (the window's prompts, with the twin's spread): sizes are heavy-tailed,
+and a window of a few dozen prompts often differs by chance."""
+
+SIZE_FACTOR_BOUNDS = (0.25, 4.0)
+"""How far `sized_like` may scale a model's prompts."""
+
+
+def sized_like(workload: Workload, forecast: Forecast, telemetry: Telemetry) -> Workload:
+    """`workload` with a model's token counts scaled so their mean is the forecast's, where
+    the window's evidence says they differ (`SIZE_Z`): the twin replays another stretch of
+    the trace (or draws from a fitted shape), whose prompts may be shorter or longer than the
+    city's now, and would misjudge the work each prompt brings (and what a replica is worth).
+    A model whose sizes the city does not report keeps the twin's own (the Ray Serve city
+    reports none: its engines' token counts are not the profiled model's)."""
+    span = min(telemetry.time_s, telemetry.window_s)
+    seen = {m.model: m for m in telemetry.models}
+    columns = {"input_tokens": workload.input_tokens, "output_tokens": workload.output_tokens}
+    sizes = {"input_tokens": forecast.input_tokens, "output_tokens": forecast.output_tokens}
+    lo, hi = SIZE_FACTOR_BOUNDS
+    for col, col_sizes in sizes.items():
+        values = columns[col].astype(np.float64)
+        for k, m in enumerate(workload.model_names):
+            rows = workload.model == k
+            want, window = col_sizes.get(m), seen.get(m)
+            if not want or window is None or not rows.any():
+                continue
+            v = values[rows]
+            have = float(v.mean())
+            n = round(window.arrivals_per_s * span) if col == "input_tokens" else window.served
+            if have <= 0 or n < 1 or abs(want - have) <= SIZE_Z * float(v.std()) / math.sqrt(n):
+                continue
+            factor = min(hi, max(lo, want / have))
+            values[rows] = np.where(v > 0, np.maximum(1.0, np.rint(v * factor)), 0.0)
+        columns[col] = values
+    if all(np.array_equal(columns[c], getattr(workload, c)) for c in columns):
+        return workload
+    return dataclasses.replace(workload, **columns)
 
 
 def live_backlog(telemetry: Telemetry, workload: Workload) -> tuple[list[int], np.ndarray]:

@@ -228,6 +228,17 @@ class ModelTelemetry(_Frozen):
     p99_latency_s: float | None = None
     queue_len: int = Field(ge=0, description="Waiting prompts over all its replicas.")
     replicas: int = Field(ge=0)
+    mean_input_tokens: float | None = Field(
+        default=None,
+        ge=0,
+        description="Mean text tokens in per prompt arrived in the window (None: none "
+        "arrived, or the city does not count them: the Ray Serve city does not).",
+    )
+    mean_output_tokens: float | None = Field(
+        default=None,
+        ge=0,
+        description="Mean tokens generated per prompt served in the window (None: as above).",
+    )
 
 
 class Telemetry(_Frozen):
@@ -306,6 +317,14 @@ class Forecast(_Frozen):
         default_factory=dict,
         description="Model -> the highest windowed prompts/s seen lately (decaying): how high "
         "its ordinary bursts go.",
+    )
+    input_tokens: dict[str, float] = Field(
+        default_factory=dict,
+        description="Model -> mean text tokens in per prompt (smoothed): the twin sizes its "
+        "prompts by it.",
+    )
+    output_tokens: dict[str, float] = Field(
+        default_factory=dict, description="Model -> mean tokens generated per prompt (smoothed)."
     )
 
 

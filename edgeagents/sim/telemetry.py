@@ -184,16 +184,19 @@ class Observer:
         arr_cell = w.cell[lo:hi]
         lat = d.out.latency_s[recent]
         rec_model = d.model[recent]
+        tokens_in = w.input_tokens[lo:hi]
+        tokens_out = w.output_tokens[recent]
         out = []
         for mi, m in enumerate(self.fleet.models):
             ml = lat[rec_model == mi]
-            cells = np.bincount(arr_cell[arr_model == mi], minlength=len(w.cell_names))
+            came = arr_model == mi
+            cells = np.bincount(arr_cell[came], minlength=len(w.cell_names))
             reps = [r for r in self.fleet.by_model[mi] if r.alive]
             pct = np.percentile(ml, [50, 95, 99]) if len(ml) else [None] * 3
             out.append(
                 ModelTelemetry(
                     model=m.name,
-                    arrivals_per_s=float((arr_model == mi).sum() / span),
+                    arrivals_per_s=float(came.sum() / span),
                     arrivals_per_s_by_cell={
                         c: float(k / span) for c, k in zip(w.cell_names, cells, strict=True)
                     },
@@ -205,6 +208,10 @@ class Observer:
                     p99_latency_s=None if pct[2] is None else float(pct[2]),
                     queue_len=sum(len(r.queue) + r.inbound for r in reps),
                     replicas=len(reps),
+                    mean_input_tokens=float(tokens_in[came].mean()) if came.any() else None,
+                    mean_output_tokens=float(tokens_out[rec_model == mi].mean())
+                    if len(ml)
+                    else None,
                 )
             )
         return out
