@@ -85,19 +85,15 @@ def forecast_demand(
     if telemetry.time_s >= telemetry.window_s:
         peaks = {m: max(r, PEAK_DECAY * peaks.get(m, 0.0)) for m, r in rates.items()}
     if previous is not None:
-        a = smoothing
-        rates = {k: a * v + (1 - a) * previous.rates_per_s.get(k, v) for k, v in rates.items()}
-        if cells:
-            cells = {k: a * v + (1 - a) * previous.cell_weights.get(k, v) for k, v in cells.items()}
-        else:
-            cells = dict(previous.cell_weights)
+
+        def blend(now: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+            return {k: smoothing * v + (1 - smoothing) * before.get(k, v) for k, v in now.items()}
+
+        rates = blend(rates, previous.rates_per_s)
+        cells = blend(cells, previous.cell_weights) if cells else dict(previous.cell_weights)
         # a model with nothing measured this window keeps its last size
-        sizes_in = previous.input_tokens | {
-            k: a * v + (1 - a) * previous.input_tokens.get(k, v) for k, v in sizes_in.items()
-        }
-        sizes_out = previous.output_tokens | {
-            k: a * v + (1 - a) * previous.output_tokens.get(k, v) for k, v in sizes_out.items()
-        }
+        sizes_in = previous.input_tokens | blend(sizes_in, previous.input_tokens)
+        sizes_out = previous.output_tokens | blend(sizes_out, previous.output_tokens)
     return Forecast(
         rates_per_s=rates, cell_weights=cells, peak_rates_per_s=peaks, input_tokens=sizes_in,
         output_tokens=sizes_out,
@@ -281,24 +277,26 @@ def sized_like(workload: Workload, forecast: Forecast, telemetry: Telemetry) -> 
     columns = {"input_tokens": workload.input_tokens, "output_tokens": workload.output_tokens}
     sizes = {"input_tokens": forecast.input_tokens, "output_tokens": forecast.output_tokens}
     lo, hi = SIZE_FACTOR_BOUNDS
-    for col, col_sizes in sizes.items():
-        values = columns[col].astype(np.float64)
-        for k, m in enumerate(workload.model_names):
-            rows = workload.model == k
-            want, window = col_sizes.get(m), seen.get(m)
-            if not want or window is None or not rows.any():
-                continue
-            v = values[rows]
+    resized: dict[str, np.ndarray] = {}
+    for k, m in enumerate(workload.model_names):
+        window = seen.get(m)
+        rows = workload.model == k
+        if window is None or not rows.any():
+            continue
+        counts = {"input_tokens": round(window.arrivals_per_s * span),
+                  "output_tokens": window.served}  # fmt: skip
+        for col, col_sizes in sizes.items():
+            want, n = col_sizes.get(m), counts[col]
+            v = columns[col][rows].astype(np.float64)
             have = float(v.mean())
-            n = round(window.arrivals_per_s * span) if col == "input_tokens" else window.served
-            if have <= 0 or n < 1 or abs(want - have) <= SIZE_Z * float(v.std()) / math.sqrt(n):
+            if not want or have <= 0 or n < 1:
+                continue
+            if abs(want - have) <= SIZE_Z * float(v.std()) / math.sqrt(n):
                 continue
             factor = min(hi, max(lo, want / have))
-            values[rows] = np.where(v > 0, np.maximum(1.0, np.rint(v * factor)), 0.0)
-        columns[col] = values
-    if all(np.array_equal(columns[c], getattr(workload, c)) for c in columns):
-        return workload
-    return dataclasses.replace(workload, **columns)
+            out = resized.setdefault(col, columns[col].astype(np.float64))
+            out[rows] = np.where(v > 0, np.maximum(1.0, np.rint(v * factor)), 0.0)
+    return dataclasses.replace(workload, **resized) if resized else workload
 
 
 def live_backlog(telemetry: Telemetry, workload: Workload) -> tuple[list[int], np.ndarray]:

@@ -188,7 +188,8 @@ class Observer:
         tokens_out = w.output_tokens[recent]
         out = []
         for mi, m in enumerate(self.fleet.models):
-            ml = lat[rec_model == mi]
+            done = rec_model == mi
+            ml = lat[done]
             came = arr_model == mi
             cells = np.bincount(arr_cell[came], minlength=len(w.cell_names))
             reps = [r for r in self.fleet.by_model[mi] if r.alive]
@@ -209,9 +210,7 @@ class Observer:
                     queue_len=sum(len(r.queue) + r.inbound for r in reps),
                     replicas=len(reps),
                     mean_input_tokens=float(tokens_in[came].mean()) if came.any() else None,
-                    mean_output_tokens=float(tokens_out[rec_model == mi].mean())
-                    if len(ml)
-                    else None,
+                    mean_output_tokens=float(tokens_out[done].mean()) if len(ml) else None,
                 )
             )
         return out
